@@ -1,0 +1,220 @@
+//! Session settings and their validation.
+
+use std::io;
+use std::time::Duration;
+
+use crate::frame::{INITIAL_CREDITS, MAX_BODY};
+
+/// Settings for one multiplexed session.
+///
+/// Every limit that protects the process from a misbehaving peer lives here, with a default that
+/// suits a LAN or a fast internet link. [`Config::validate`] explains what a bad value breaks;
+/// [`Mux::new`](crate::Mux::new) with an invalid config gives a session whose driver and every
+/// operation fail with [`io::ErrorKind::InvalidInput`] and that explanation.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use smolmux::Config;
+///
+/// // A long, fat link: let each stream keep up to 8 MiB in flight.
+/// let config = Config {
+///     stream_receive_buffer: 8 << 20,
+///     session_receive_buffer: 256 << 20,
+///     ping_interval: Some(Duration::from_secs(10)),
+///     ..Config::default()
+/// };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most streams open at once, counting both directions and streams waiting in the accept
+    /// backlog. [`Mux::open`](crate::Mux::open) fails past it; a peer's SYN past it is refused
+    /// with FIN. Default: 1,024.
+    pub max_streams: usize,
+    /// Most streams opened by the peer and not yet taken by [`Mux::accept`](crate::Mux::accept).
+    /// A SYN past it is refused with FIN at once, and the session goes on. Default: 256.
+    pub accept_backlog: usize,
+    /// How often to send a PING to check that the peer is alive and to measure the round trip.
+    /// `None` sends only the first PING (which also announces smolmux's extensions) and never
+    /// times the session out. Default: 30 s.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the PONG that answers a PING before the session ends with
+    /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. Default: 30 s.
+    pub ping_timeout: Duration,
+    /// Most bytes one stream may hold received but not yet read by the application, counting the
+    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). The
+    /// stream's window grows towards this limit while the application keeps up. It must be at
+    /// least 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    pub stream_receive_buffer: usize,
+    /// Most bytes all streams together may hold received and not yet read. When it is reached
+    /// the driver stops reading the connection until the application reads, so memory stays
+    /// bounded even against a peer that opens many streams and fills each one's initial window.
+    /// Default: 64 MiB.
+    pub session_receive_buffer: usize,
+    /// Most bytes one stream buffers from `write` before the driver frames them; a writer past it
+    /// waits. Default: 256 KiB.
+    pub stream_send_buffer: usize,
+    /// Largest PSH body this side sends, from 1 to 65,535 bytes. Larger frames cost less per byte;
+    /// smaller ones interleave streams more finely on a slow link. Default: 65,535.
+    pub max_frame_body: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_streams: 1024,
+            accept_backlog: 256,
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(30),
+            stream_receive_buffer: 4 << 20,
+            session_receive_buffer: 64 << 20,
+            stream_send_buffer: 256 << 10,
+            max_frame_body: MAX_BODY,
+        }
+    }
+}
+
+impl Config {
+    /// The smallest `stream_receive_buffer`: the 10 initial credits of a new stream, each of
+    /// which may carry a 65,535-byte frame.
+    pub const MIN_STREAM_RECEIVE_BUFFER: usize = INITIAL_CREDITS as usize * MAX_BODY;
+
+    /// Checks that the settings are consistent, and says which one is not.
+    ///
+    /// ```
+    /// let bad = smolmux::Config { max_streams: 0, ..Default::default() };
+    /// let err = bad.validate().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(err.to_string().contains("max_streams"));
+    /// ```
+    pub fn validate(&self) -> io::Result<()> {
+        let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        if self.max_streams == 0 {
+            return invalid("invalid Config: max_streams must be at least 1".into());
+        }
+        if self.accept_backlog == 0 {
+            return invalid("invalid Config: accept_backlog must be at least 1".into());
+        }
+        if self.ping_interval == Some(Duration::ZERO) {
+            return invalid("invalid Config: ping_interval must be positive (or None)".into());
+        }
+        if self.ping_timeout.is_zero() {
+            return invalid("invalid Config: ping_timeout must be positive".into());
+        }
+        if self.stream_receive_buffer < Self::MIN_STREAM_RECEIVE_BUFFER {
+            return invalid(format!(
+                "invalid Config: stream_receive_buffer is {} bytes but must be at least {} \
+                 (10 initial credits of 65,535-byte frames)",
+                self.stream_receive_buffer,
+                Self::MIN_STREAM_RECEIVE_BUFFER
+            ));
+        }
+        if self.session_receive_buffer < self.stream_receive_buffer {
+            return invalid(format!(
+                "invalid Config: session_receive_buffer ({}) is smaller than stream_receive_buffer ({})",
+                self.session_receive_buffer, self.stream_receive_buffer
+            ));
+        }
+        if self.stream_send_buffer == 0 {
+            return invalid("invalid Config: stream_send_buffer must be at least 1".into());
+        }
+        if self.max_frame_body == 0 || self.max_frame_body > MAX_BODY {
+            return invalid(format!(
+                "invalid Config: max_frame_body is {} but must be within 1..=65535",
+                self.max_frame_body
+            ));
+        }
+        Ok(())
+    }
+
+    /// Receive window of one stream in credits (frames) at its largest.
+    pub(crate) fn max_stream_window(&self) -> u32 {
+        (self.stream_receive_buffer / MAX_BODY).min(u32::MAX as usize) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn each_invalid_setting_is_named_in_the_error() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    max_streams: 0,
+                    ..Config::default()
+                },
+                "max_streams",
+            ),
+            (
+                Config {
+                    accept_backlog: 0,
+                    ..Config::default()
+                },
+                "accept_backlog",
+            ),
+            (
+                Config {
+                    ping_interval: Some(Duration::ZERO),
+                    ..Config::default()
+                },
+                "ping_interval",
+            ),
+            (
+                Config {
+                    ping_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "ping_timeout",
+            ),
+            (
+                Config {
+                    stream_receive_buffer: 1000,
+                    ..Config::default()
+                },
+                "stream_receive_buffer",
+            ),
+            (
+                Config {
+                    session_receive_buffer: 1 << 20,
+                    ..Config::default()
+                },
+                "session_receive_buffer",
+            ),
+            (
+                Config {
+                    stream_send_buffer: 0,
+                    ..Config::default()
+                },
+                "stream_send_buffer",
+            ),
+            (
+                Config {
+                    max_frame_body: 0,
+                    ..Config::default()
+                },
+                "max_frame_body",
+            ),
+            (
+                Config {
+                    max_frame_body: 65536,
+                    ..Config::default()
+                },
+                "max_frame_body",
+            ),
+        ];
+        for (config, name) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(name), "{err} should name {name}");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The connection's I/O: one reader, one writer and one timer, joined in a single future.
+//!
+//! The reader never waits for the writer or for the application (except when the session's
+//! receive buffer is full, which is the backpressure that bounds memory), so PINGs are answered
+//! and other streams keep moving while one stream's reader is stalled.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::future::{self, FutureExt as _};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::frame::{FrameIter, HEADER_LEN, MAX_BODY};
+use crate::shared::Shared;
+
+/// Size of the buffer the reader fills from the connection: room for several full frames.
+const READ_BUFFER: usize = 256 << 10;
+/// Bytes of frames the writer gathers before one write to the connection.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// The future that runs a session's I/O; from [`Mux::new`](crate::Mux::new).
+///
+/// Spawn it on any executor (`smol::spawn(driver).detach()`, `async_std::task::spawn(driver)`),
+/// or poll it some other way: nothing moves on the connection unless it is polled. It resolves
+/// when the session ends: `Ok(())` when the peer closed the connection or the session was closed
+/// and every handle dropped, or the error that ended it (a protocol violation by the peer, a
+/// PING timeout, an I/O error). Dropping it before then ends the session, failing every pending
+/// operation.
+#[must_use = "the driver does the session's I/O: spawn it"]
+pub struct Driver {
+    shared: Arc<Shared>,
+    run: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Driver {
+    pub(crate) fn new<R, W>(shared: Arc<Shared>, read: R, write: W) -> Driver
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let run = read_loop(shared.clone(), read)
+            .or(write_loop(shared.clone(), write))
+            .or(timer_loop(shared.clone()));
+        Driver {
+            shared,
+            run: Box::pin(run),
+        }
+    }
+}
+
+impl Future for Driver {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.run.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(self.shared.with(|s| match s.end() {
+            Some(end) if end.is_clean() => Ok(()),
+            Some(end) => Err(end.error()),
+            None => Err(io::Error::other("driver stopped before the session ended")),
+        }))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shared.with(|s| {
+            if s.end().is_none() {
+                s.fail(
+                    io::ErrorKind::BrokenPipe,
+                    "the session's driver was dropped",
+                );
+            }
+        });
+    }
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+fn io_failure(shared: &Shared, what: &str, err: io::Error) {
+    shared.with(|s| s.fail(err.kind(), format!("connection {what} failed: {err}")));
+}
+
+/// Reads frames from the connection and hands them to the session, a buffer-full at a time.
+async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let (mut start, mut end) = (0, 0);
+    loop {
+        // Backpressure: wait while the session cannot take more.
+        let alive = future::poll_fn(|cx| {
+            shared.with(|s| {
+                if s.end().is_some() {
+                    Poll::Ready(false)
+                } else if s.reader_must_wait(cx.waker()) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(true)
+                }
+            })
+        })
+        .await;
+        if !alive {
+            return;
+        }
+        // Keep room for a whole frame after the partial one at the front.
+        if buf.len() - end < HEADER_LEN + MAX_BODY {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let n = match read.read(&mut buf[end..]).await {
+            Ok(n) => n,
+            Err(err) => return io_failure(&shared, "read", err),
+        };
+        if n == 0 {
+            let partial = end - start;
+            shared.with(|s| {
+                if partial == 0 {
+                    s.on_eof();
+                } else {
+                    s.fail(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("connection closed in the middle of a frame ({partial} bytes of it received)"),
+                    );
+                }
+            });
+            return;
+        }
+        end += n;
+        let now = Instant::now();
+        let consumed = shared.with(|s| {
+            let mut frames = FrameIter::new(&buf[start..end]);
+            loop {
+                match frames.next_frame() {
+                    Ok(Some((header, body))) => {
+                        if let Err(err) = s.on_frame(header, body, now) {
+                            let err = io::Error::from(err);
+                            s.fail(err.kind(), err.to_string());
+                            return None;
+                        }
+                    }
+                    Ok(None) => return Some(frames.consumed()),
+                    Err(err) => {
+                        let err = io::Error::from(err);
+                        s.fail(err.kind(), err.to_string());
+                        return None;
+                    }
+                }
+            }
+        });
+        match consumed {
+            Some(consumed) => start += consumed,
+            None => return,
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        }
+    }
+}
+
+/// What the writer does next.
+enum WriteStep {
+    Write,
+    Flush,
+    CloseWrite,
+    Stop,
+}
+
+/// Takes frames from the session's scheduler and writes them, many frames per write, flushing
+/// whenever nothing more is ready.
+async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
+    let mut out = BytesMut::with_capacity(WRITE_BATCH + HEADER_LEN + MAX_BODY);
+    let mut unflushed = false;
+    loop {
+        let step = future::poll_fn(|cx| {
+            shared.with(|s| {
+                if s.end().is_some() {
+                    return Poll::Ready(WriteStep::Stop);
+                }
+                s.poll_transmit(&mut out, WRITE_BATCH, Instant::now());
+                if !out.is_empty() {
+                    Poll::Ready(WriteStep::Write)
+                } else if unflushed {
+                    Poll::Ready(WriteStep::Flush)
+                } else if s.should_close_write() {
+                    Poll::Ready(WriteStep::CloseWrite)
+                } else {
+                    s.set_writer_waker(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        let result = match step {
+            WriteStep::Write => {
+                let result = write.write_all(&out).await;
+                out.clear();
+                unflushed = true;
+                result
+            }
+            WriteStep::Flush => {
+                unflushed = false;
+                write.flush().await
+            }
+            WriteStep::CloseWrite => {
+                let result = write.close().await;
+                if result.is_ok() {
+                    shared.with(|s| s.on_write_closed());
+                    // Nothing more to write; the reader goes on until the peer closes.
+                    future::pending::<()>().await;
+                }
+                result
+            }
+            WriteStep::Stop => return,
+        };
+        if let Err(err) = result {
+            return io_failure(&shared, "write", err);
+        }
+    }
+}
+
+/// Fires the session's timers: sends PINGs when due and ends the session when a PONG is late.
+async fn timer_loop(shared: Arc<Shared>) {
+    let mut timer = Timer::never();
+    future::poll_fn(|cx| loop {
+        let deadline = shared.with(|s| {
+            s.on_timeout(Instant::now());
+            s.set_timer_waker(cx.waker());
+            match s.end() {
+                Some(_) => None,
+                None => Some(s.next_timeout()),
+            }
+        });
+        match deadline {
+            None => return Poll::Ready(()),
+            Some(Some(at)) => timer.set_at(at),
+            // No deadline: the session wakes this loop when one appears.
+            Some(None) => return Poll::Pending,
+        }
+        if Pin::new(&mut timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+    })
+    .await
+}

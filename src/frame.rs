@@ -1,0 +1,384 @@
+//! The wire format: frame headers, commands, encoding and validated decoding.
+//!
+//! Every frame is an 8-byte header (version, command, little-endian u16 body length,
+//! little-endian u32 stream id) followed by the body. Decoding validates the header before the
+//! body is read, so a bad version or unknown command is reported without waiting for its body.
+
+use std::fmt;
+
+use bytes::{BufMut, BytesMut};
+
+/// Length of a frame header in bytes.
+pub const HEADER_LEN: usize = 8;
+/// Largest frame body: the body length field is a u16.
+pub const MAX_BODY: usize = u16::MAX as usize;
+/// The only protocol version.
+pub const VERSION: u8 = 1;
+/// Credits each side holds on a new stream, fixed by the protocol.
+pub const INITIAL_CREDITS: u32 = 10;
+
+/// A frame command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Opens a stream; the body is the opener's metadata.
+    Syn,
+    /// Ends the sender's direction (empty body) or aborts the stream (body = UTF-8 reason).
+    Fin,
+    /// Stream data; costs one credit.
+    Psh,
+    /// Ignored.
+    Nop,
+    /// Grants credits: the body is a little-endian u16.
+    More,
+    /// Liveness probe with a JSON body; answered with PONG.
+    Ping,
+    /// Answer to a PING.
+    Pong,
+}
+
+impl Command {
+    /// The command's byte on the wire.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Command::Syn => 0x00,
+            Command::Fin => 0x01,
+            Command::Psh => 0x02,
+            Command::Nop => 0x03,
+            Command::More => 0x04,
+            Command::Ping => 0xa0,
+            Command::Pong => 0xa1,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Command> {
+        Some(match byte {
+            0x00 => Command::Syn,
+            0x01 => Command::Fin,
+            0x02 => Command::Psh,
+            0x03 => Command::Nop,
+            0x04 => Command::More,
+            0xa0 => Command::Ping,
+            0xa1 => Command::Pong,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded, validated frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// What the frame does.
+    pub command: Command,
+    /// Length of the body that follows.
+    pub body_len: u16,
+    /// The stream the frame belongs to (0 for PING and PONG).
+    pub stream_id: u32,
+}
+
+/// A peer's violation of the wire protocol. Its message names the problem; the session ends with
+/// [`std::io::ErrorKind::InvalidData`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "protocol error: {}", self.0)
+    }
+}
+
+impl From<ProtocolError> for std::io::Error {
+    fn from(err: ProtocolError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+    }
+}
+
+impl Header {
+    /// Decodes and validates a header.
+    pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
+        if bytes[0] != VERSION {
+            return Err(ProtocolError(format!(
+                "bad version byte {} (expected {VERSION})",
+                bytes[0]
+            )));
+        }
+        let command = Command::from_byte(bytes[1])
+            .ok_or_else(|| ProtocolError(format!("unknown command 0x{:02x}", bytes[1])))?;
+        let body_len = u16::from_le_bytes([bytes[2], bytes[3]]);
+        let stream_id = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if command == Command::More && body_len != 2 {
+            return Err(ProtocolError(format!(
+                "MORE frame on stream {stream_id} has a {body_len}-byte body (must be 2)"
+            )));
+        }
+        Ok(Header {
+            command,
+            body_len,
+            stream_id,
+        })
+    }
+
+    /// Appends the encoded header to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u8(VERSION);
+        out.put_u8(self.command.to_byte());
+        out.put_u16_le(self.body_len);
+        out.put_u32_le(self.stream_id);
+    }
+}
+
+/// Appends a whole frame to `out`. The body must be at most [`MAX_BODY`] bytes.
+pub fn encode_frame(out: &mut BytesMut, command: Command, stream_id: u32, body: &[u8]) {
+    debug_assert!(body.len() <= MAX_BODY);
+    Header {
+        command,
+        body_len: body.len() as u16,
+        stream_id,
+    }
+    .encode(out);
+    out.extend_from_slice(body);
+}
+
+/// Incremental decoder over a byte slice: yields each complete frame as a header and a body slice,
+/// and reports how many bytes it consumed so the caller can keep the partial tail.
+pub struct FrameIter<'a> {
+    buf: &'a [u8],
+    consumed: usize,
+}
+
+impl<'a> FrameIter<'a> {
+    /// Decodes frames from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        FrameIter { buf, consumed: 0 }
+    }
+
+    /// Bytes taken by the complete frames yielded so far.
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// The next complete frame, `Ok(None)` when only a partial frame (or nothing) is left, or the
+    /// protocol error of the next header.
+    pub fn next_frame(&mut self) -> Result<Option<(Header, &'a [u8])>, ProtocolError> {
+        let rest = &self.buf[self.consumed..];
+        let Some(head) = rest.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let header = Header::decode(head)?;
+        let end = HEADER_LEN + header.body_len as usize;
+        if rest.len() < end {
+            return Ok(None);
+        }
+        self.consumed += end;
+        Ok(Some((header, &rest[HEADER_LEN..end])))
+    }
+}
+
+/// What a PING body says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PingInfo {
+    /// When the peer plans to ping next, in milliseconds.
+    pub next_ping_in_ms: u32,
+    /// Whether the peer announced smolmux's extensions (`"smolmux": 1`).
+    pub smolmux: bool,
+}
+
+impl PingInfo {
+    /// Parses a PING body: a JSON object with a u32 `next_ping_in_ms`; other fields are ignored.
+    pub fn decode(body: &[u8]) -> Result<PingInfo, ProtocolError> {
+        let bad = |why: String| ProtocolError(format!("PING body is not the JSON object: {why}"));
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| bad("not an object".into()))?;
+        let next_ping_in_ms = object
+            .get("next_ping_in_ms")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| bad("next_ping_in_ms missing or not a u32".into()))?;
+        let smolmux = object.get("smolmux").and_then(|v| v.as_u64()) == Some(1);
+        Ok(PingInfo {
+            next_ping_in_ms,
+            smolmux,
+        })
+    }
+
+    /// Appends a whole PING frame carrying this info to `out`.
+    pub fn encode_frame(&self, out: &mut BytesMut) {
+        let body = if self.smolmux {
+            format!(
+                "{{\"next_ping_in_ms\":{},\"smolmux\":1}}",
+                self.next_ping_in_ms
+            )
+        } else {
+            format!("{{\"next_ping_in_ms\":{}}}", self.next_ping_in_ms)
+        };
+        encode_frame(out, Command::Ping, 0, body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_bytes(version: u8, command: u8, len: u16, id: u32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = version;
+        b[1] = command;
+        b[2..4].copy_from_slice(&len.to_le_bytes());
+        b[4..8].copy_from_slice(&id.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn header_round_trips_for_every_command() {
+        for command in [
+            Command::Syn,
+            Command::Fin,
+            Command::Psh,
+            Command::Nop,
+            Command::Ping,
+            Command::Pong,
+        ] {
+            let header = Header {
+                command,
+                body_len: 513,
+                stream_id: 0xdead_beef,
+            };
+            let mut out = BytesMut::new();
+            header.encode(&mut out);
+            assert_eq!(out.len(), HEADER_LEN);
+            assert_eq!(Header::decode(out[..].try_into().unwrap()), Ok(header));
+        }
+    }
+
+    #[test]
+    fn header_layout_is_little_endian() {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, Command::Psh, 0x0403_0201, b"xy");
+        assert_eq!(&out[..], &[1, 2, 2, 0, 1, 2, 3, 4, b'x', b'y']);
+    }
+
+    #[test]
+    fn bad_version_is_rejected() {
+        let err = Header::decode(&header_bytes(2, 0, 0, 1)).unwrap_err();
+        assert!(err.to_string().contains("bad version byte 2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_command_is_rejected_by_value() {
+        let err = Header::decode(&header_bytes(1, 0x05, 0, 1)).unwrap_err();
+        assert!(err.to_string().contains("unknown command 0x05"), "{err}");
+    }
+
+    #[test]
+    fn more_with_wrong_body_length_is_rejected() {
+        for len in [0u16, 1, 3, 65535] {
+            let err = Header::decode(&header_bytes(1, 0x04, len, 7)).unwrap_err();
+            assert!(err.to_string().contains("MORE frame"), "{err}");
+        }
+        assert!(Header::decode(&header_bytes(1, 0x04, 2, 7)).is_ok());
+    }
+
+    #[test]
+    fn iter_yields_complete_frames_and_keeps_partial_tail() {
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, Command::Syn, 1, b"meta");
+        encode_frame(&mut buf, Command::Psh, 1, b"hello");
+        let full = buf.len();
+        encode_frame(&mut buf, Command::Psh, 1, b"partial");
+        let bytes = &buf[..buf.len() - 3];
+        let mut iter = FrameIter::new(bytes);
+        let (h, body) = iter.next_frame().unwrap().unwrap();
+        assert_eq!(
+            (h.command, h.stream_id, body),
+            (Command::Syn, 1, &b"meta"[..])
+        );
+        let (h, body) = iter.next_frame().unwrap().unwrap();
+        assert_eq!((h.command, body), (Command::Psh, &b"hello"[..]));
+        assert_eq!(iter.next_frame().unwrap(), None);
+        assert_eq!(iter.consumed(), full);
+    }
+
+    #[test]
+    fn iter_reports_bad_header_before_its_body_arrives() {
+        let bytes = header_bytes(1, 0x77, 60000, 3);
+        let err = FrameIter::new(&bytes).next_frame().unwrap_err();
+        assert!(err.to_string().contains("0x77"));
+    }
+
+    #[test]
+    fn every_split_point_decodes_the_same_frames() {
+        let mut buf = BytesMut::new();
+        encode_frame(&mut buf, Command::Syn, 9, &[7; 300]);
+        encode_frame(&mut buf, Command::More, 9, &5u16.to_le_bytes());
+        encode_frame(&mut buf, Command::Pong, 0, b"");
+        for split in 0..=buf.len() {
+            let mut seen = Vec::new();
+            let mut pending = buf[..split].to_vec();
+            for chunk in [&buf[split..], &[][..]] {
+                let mut iter = FrameIter::new(&pending);
+                while let Some((h, body)) = iter.next_frame().unwrap() {
+                    seen.push((h.command, body.len()));
+                }
+                let used = iter.consumed();
+                pending.drain(..used);
+                pending.extend_from_slice(chunk);
+            }
+            let mut iter = FrameIter::new(&pending);
+            while let Some((h, body)) = iter.next_frame().unwrap() {
+                seen.push((h.command, body.len()));
+            }
+            assert_eq!(
+                seen,
+                vec![(Command::Syn, 300), (Command::More, 2), (Command::Pong, 0)],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn ping_body_round_trips_and_marks_smolmux() {
+        for smolmux in [false, true] {
+            let info = PingInfo {
+                next_ping_in_ms: 1_800_000,
+                smolmux,
+            };
+            let mut out = BytesMut::new();
+            info.encode_frame(&mut out);
+            assert_eq!(PingInfo::decode(&out[HEADER_LEN..]), Ok(info));
+        }
+    }
+
+    #[test]
+    fn picomux_ping_body_parses_and_unknown_fields_are_ignored() {
+        let info = PingInfo::decode(br#"{"next_ping_in_ms":1800000}"#).unwrap();
+        assert_eq!(info.next_ping_in_ms, 1_800_000);
+        assert!(!info.smolmux);
+        let info =
+            PingInfo::decode(br#" { "x": [1, {"y": null}], "next_ping_in_ms": 5 } "#).unwrap();
+        assert_eq!(info.next_ping_in_ms, 5);
+    }
+
+    #[test]
+    fn malformed_ping_bodies_are_rejected() {
+        let nested = "[".repeat(10_000);
+        let spaces = " ".repeat(65_535);
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"not json",
+            b"[1,2]",
+            b"{}",
+            br#"{"next_ping_in_ms":-1}"#,
+            br#"{"next_ping_in_ms":4294967296}"#,
+            br#"{"next_ping_in_ms":"5"}"#,
+            nested.as_bytes(),
+            spaces.as_bytes(),
+            b"\xff\xfe",
+        ];
+        for body in cases {
+            let err = PingInfo::decode(body).unwrap_err();
+            assert!(err.to_string().contains("PING body"), "{err}");
+        }
+    }
+}

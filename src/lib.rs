@@ -1,0 +1,99 @@
+//! A fast, hardened stream multiplexer for smol, async-std and any other executor.
+//!
+//! smolmux carries many logical byte streams over one reliable connection (TCP, TLS, or anything
+//! that is [`AsyncRead`](futures_io::AsyncRead) + [`AsyncWrite`](futures_io::AsyncWrite)), and
+//! speaks the wire protocol of the picomux 0.1 crate, so either end may be picomux.
+//!
+//! # The model
+//!
+//! - [`Mux::new`] wraps a connection and returns a [`Mux`] handle and a [`Driver`]. The driver is
+//!   a future that does all of the connection's I/O (reading and dispatching frames, writing,
+//!   pinging); spawn it on any executor. There is no task per stream.
+//! - Either side [`open`](Mux::open)s streams and [`accept`](Mux::accept)s the peer's. Opening
+//!   costs no round trip: the SYN carries the opener's metadata, and data may follow at once.
+//! - A [`Stream`] is `AsyncRead + AsyncWrite`. Closing it is a **half-close**: the bytes written
+//!   go out, then FIN; the peer reads EOF and may go on writing. [`Stream::abort`] resets both
+//!   directions with a reason.
+//! - **Flow control**: the receiver grants credits as the application reads, so a stream whose
+//!   reader stalls stops its sender without slowing the other streams, and memory stays within
+//!   [`Config::stream_receive_buffer`] per stream and [`Config::session_receive_buffer`] in all.
+//!   A stream's window grows while its reader keeps up, so one stream can fill a fast link.
+//! - **Liveness**: with [`Config::ping_interval`] set, the session pings the peer and ends with
+//!   [`std::io::ErrorKind::TimedOut`] if a PONG does not come within [`Config::ping_timeout`];
+//!   [`Mux::last_rtt`] reports the latest round trip.
+//! - **Failure**: a peer that breaks the protocol ends the session with
+//!   [`std::io::ErrorKind::InvalidData`] and a message naming the problem; when the connection
+//!   dies, every pending and later operation fails promptly, and the driver resolves with the
+//!   cause.
+//!
+//! # Example
+//!
+//! An echo over loopback TCP, with both ends in one process:
+//!
+//! ```
+//! use futures_lite::{AsyncReadExt, AsyncWriteExt};
+//! use smolmux::{Config, Mux};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! smol::block_on(async {
+//!     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let addr = listener.local_addr()?;
+//!
+//!     // Server: echo every accepted stream back to its opener.
+//!     smol::spawn(async move {
+//!         let (tcp, _) = listener.accept().await?;
+//!         let (mux, driver) = Mux::new(tcp.clone(), tcp, Config::default());
+//!         smol::spawn(driver).detach();
+//!         loop {
+//!             let stream = mux.accept().await?;
+//!             smol::spawn(async move {
+//!                 let (reader, mut writer) = futures_lite::io::split(stream);
+//!                 futures_lite::io::copy(reader, &mut writer).await?;
+//!                 writer.close().await // half-close after the echo
+//!             })
+//!             .detach();
+//!         }
+//!         #[allow(unreachable_code)]
+//!         std::io::Result::Ok(())
+//!     })
+//!     .detach();
+//!
+//!     // Client: one connection, several streams at once.
+//!     let tcp = smol::net::TcpStream::connect(addr).await?;
+//!     let (mux, driver) = Mux::new(tcp.clone(), tcp, Config::default());
+//!     smol::spawn(driver).detach();
+//!     for i in 0..4 {
+//!         let mut stream = mux.open(format!("stream {i}").as_bytes()).await?;
+//!         stream.write_all(b"hello").await?;
+//!         stream.close().await?; // we are done writing; the reply can still come back
+//!         let mut reply = Vec::new();
+//!         stream.read_to_end(&mut reply).await?;
+//!         assert_eq!(reply, b"hello");
+//!     }
+//!     mux.close().await
+//! })
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! The protocol logic ([`frame`] and the session state machine) does no I/O and is tested on its
+//! own; the driver is a thin layer that moves bytes between it and the connection.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod driver;
+pub mod frame;
+mod mux;
+mod session;
+mod shared;
+mod stats;
+mod stream;
+
+pub use config::Config;
+pub use driver::Driver;
+pub use mux::Mux;
+pub use stats::Stats;
+pub use stream::Stream;

@@ -1,0 +1,189 @@
+//! The user-facing handle of a session.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::config::Config;
+use crate::driver::Driver;
+use crate::session::Session;
+use crate::shared::Shared;
+use crate::stats::Stats;
+use crate::stream::Stream;
+
+/// A handle to a multiplexed session: opens and accepts [`Stream`]s.
+///
+/// `Mux` is cheap to clone, and every clone may be used from any task at once. The connection's
+/// I/O happens in the [`Driver`] returned beside it by [`Mux::new`], which must be spawned (or
+/// otherwise polled) for anything to happen. When every `Mux` clone is dropped, the session stops
+/// accepting streams and ends once the streams still in use are closed.
+///
+/// ```
+/// # smol::block_on(async {
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+/// use smolmux::{Config, Mux};
+///
+/// let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let client = smol::net::TcpStream::connect(listener.local_addr()?).await?;
+/// let (server, _) = listener.accept().await?;
+///
+/// // A TCP stream can be cloned, so the read and write halves are just two clones.
+/// let (a, driver_a) = Mux::new(client.clone(), client, Config::default());
+/// let (b, driver_b) = Mux::new(server.clone(), server, Config::default());
+/// smol::spawn(driver_a).detach();
+/// smol::spawn(driver_b).detach();
+///
+/// let mut stream = a.open(b"greeting").await?; // no round trip: data may follow at once
+/// stream.write_all(b"hello").await?;
+///
+/// let mut incoming = b.accept().await?;
+/// assert_eq!(incoming.metadata(), b"greeting");
+/// let mut buf = [0; 5];
+/// incoming.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
+pub struct Mux {
+    shared: Arc<Shared>,
+    handles: Arc<AtomicUsize>,
+}
+
+impl Mux {
+    /// Starts a session over a connection's read and write halves.
+    ///
+    /// Returns the handle and the [`Driver`], a future that does all of the connection's I/O and
+    /// resolves when the session ends: spawn it on any executor. Both sides of a connection call
+    /// `new`; there is no client or server role.
+    ///
+    /// An invalid `config` (see [`Config::validate`]) gives a session that has already ended: the
+    /// driver and every operation fail with [`io::ErrorKind::InvalidInput`] naming the setting.
+    pub fn new<R, W>(read: R, write: W, config: Config) -> (Mux, Driver)
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = Arc::new(Shared::new(Session::new(config)));
+        let driver = Driver::new(shared.clone(), read, write);
+        let mux = Mux {
+            shared,
+            handles: Arc::new(AtomicUsize::new(1)),
+        };
+        (mux, driver)
+    }
+
+    /// Starts a session over one object that both reads and writes, such as a TLS stream.
+    ///
+    /// The object is split with [`futures_lite::io::split`], which puts a lock around it. When
+    /// the halves can be had without a lock (a TCP stream can be cloned), prefer [`Mux::new`].
+    pub fn from_io<T>(io: T, config: Config) -> (Mux, Driver)
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (read, write) = futures_lite::io::split(io);
+        Mux::new(read, write, config)
+    }
+
+    /// Opens a stream, sending `metadata` (at most 65,535 bytes) in its SYN.
+    ///
+    /// There is no round trip: the stream is ready to write at once, and its data follows the
+    /// SYN. If the peer refuses the stream (too many streams, or its accept backlog is full), the
+    /// stream's reads return EOF. Fails if the session has ended or is closing, if `max_streams`
+    /// streams are open, or if the metadata is too long.
+    pub async fn open(&self, metadata: &[u8]) -> io::Result<Stream> {
+        let metadata = Bytes::copy_from_slice(metadata);
+        let id = self.shared.with(|s| s.app_open(metadata.clone()))?;
+        Ok(Stream::new(id, metadata, self.shared.clone()))
+    }
+
+    /// Waits for the next stream opened by the peer.
+    ///
+    /// Fails once the session has ended or is closing.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        loop {
+            if let Some(accepted) = self.shared.with(|s| s.app_accept()) {
+                let (id, metadata) = accepted?;
+                return Ok(Stream::new(id, metadata, self.shared.clone()));
+            }
+            let listener = self.shared.accept_event.listen();
+            if let Some(accepted) = self.shared.with(|s| s.app_accept()) {
+                let (id, metadata) = accepted?;
+                return Ok(Stream::new(id, metadata, self.shared.clone()));
+            }
+            listener.await;
+        }
+    }
+
+    /// Closes the session gracefully: every stream sends FIN after its queued bytes, the
+    /// connection is flushed and its write half closed. Streams waiting to be accepted are
+    /// closed too, and no new streams can be opened or accepted. Bytes the peer sends before it
+    /// closes the connection can still be read.
+    ///
+    /// Returns once the write half is closed, or with the session's error if it ended first.
+    pub async fn close(&self) -> io::Result<()> {
+        self.shared.with(|s| s.app_close_session());
+        loop {
+            let done = || {
+                self.shared.with(|s| match s.end() {
+                    _ if s.write_closed() => Some(Ok(())),
+                    Some(end) => Some(Err(end.error())),
+                    None => None,
+                })
+            };
+            if let Some(result) = done() {
+                return result;
+            }
+            let listener = self.shared.state_event.listen();
+            if let Some(result) = done() {
+                return result;
+            }
+            listener.await;
+        }
+    }
+
+    /// Whether the session is still running.
+    pub fn is_alive(&self) -> bool {
+        self.shared.with(|s| s.end().is_none())
+    }
+
+    /// The round-trip time measured by the latest PING and its PONG, if any has completed.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.shared.with(|s| s.last_rtt())
+    }
+
+    /// A snapshot of the session's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.with(|s| s.stats())
+    }
+}
+
+impl Clone for Mux {
+    fn clone(&self) -> Self {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+        Mux {
+            shared: self.shared.clone(),
+            handles: self.handles.clone(),
+        }
+    }
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.with(|s| s.app_drop_mux());
+        }
+    }
+}
+
+impl fmt::Debug for Mux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mux")
+            .field("alive", &self.is_alive())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

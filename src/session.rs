@@ -1,0 +1,1028 @@
+//! The protocol logic of one session, with no I/O: the stream table, credits and byte accounting,
+//! liveness, limits and the fair send scheduler.
+//!
+//! The driver feeds it received frames ([`Session::on_frame`]) and the time
+//! ([`Session::on_timeout`]), and asks it for bytes to send ([`Session::poll_transmit`]). The
+//! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
+//! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
+//!
+//! Stream lifecycle, per direction:
+//!
+//! ```text
+//!  send:  Open ──close()/drop──▶ FinQueued ──queued bytes out, FIN encoded──▶ FinSent
+//!           └─────abort()──────▶ AbortQueued ──FIN+reason encoded──────────▶ Done
+//!  recv:  Open ──FIN──▶ Finished (EOF after buffered bytes)
+//!           └──abort (either side)──▶ Reset (reads fail with the reason)
+//! ```
+//!
+//! A stream leaves the table once its handle is gone, our side has sent its FIN, and the peer's
+//! side has finished or been reset.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::frame::{
+    encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
+};
+use crate::stats::Stats;
+
+/// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
+/// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
+const MAX_PENDING_REFUSALS: usize = 4096;
+
+/// Why and how the session ended.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionEnd {
+    kind: io::ErrorKind,
+    message: Arc<str>,
+    /// An orderly end (the peer closed the connection, or we shut down): the driver resolves
+    /// `Ok(())`, while operations still pending get the error.
+    clean: bool,
+}
+
+impl SessionEnd {
+    pub(crate) fn error(&self) -> io::Error {
+        io::Error::new(self.kind, self.message.to_string())
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        self.clean
+    }
+}
+
+#[derive(Debug)]
+enum SendState {
+    Open,
+    FinQueued,
+    FinSent,
+    AbortQueued(Bytes),
+    /// Nothing more will be sent: we aborted, or the peer reset or fully closed the stream.
+    Done(Option<Arc<str>>),
+}
+
+#[derive(Debug)]
+enum RecvState {
+    Open,
+    Finished,
+    Reset(Arc<str>),
+}
+
+#[derive(Debug)]
+struct StreamState {
+    /// Metadata of a stream we opened, until its SYN is encoded.
+    syn: Option<Bytes>,
+    send: SendState,
+    send_buf: BytesMut,
+    /// Credits the peer granted us: PSH frames we may still send.
+    send_credits: u32,
+    recv: RecvState,
+    recv_queue: VecDeque<Bytes>,
+    recv_bytes: usize,
+    /// Credits the peer still holds on this stream: PSH frames it may still send us.
+    peer_credits: u32,
+    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames, auto-tuned.
+    window: u32,
+    /// In `grant_queue`, waiting for a MORE.
+    grant_scheduled: bool,
+    /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
+    data_scheduled: bool,
+    /// The user's handle is gone: received data is discarded and credited back at once.
+    handle_dropped: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+impl StreamState {
+    fn new(syn: Option<Bytes>) -> Self {
+        StreamState {
+            syn,
+            send: SendState::Open,
+            send_buf: BytesMut::new(),
+            send_credits: INITIAL_CREDITS,
+            recv: RecvState::Open,
+            recv_queue: VecDeque::new(),
+            recv_bytes: 0,
+            peer_credits: INITIAL_CREDITS,
+            window: INITIAL_CREDITS,
+            grant_scheduled: false,
+            data_scheduled: false,
+            handle_dropped: false,
+            read_waker: None,
+            write_waker: None,
+        }
+    }
+
+    /// The next frame this stream wants to send, if it can send one now.
+    fn next_data_frame(&self) -> Option<Command> {
+        if self.syn.is_some() {
+            return Some(Command::Syn);
+        }
+        match self.send {
+            SendState::Open | SendState::FinQueued
+                if !self.send_buf.is_empty() && self.send_credits > 0 =>
+            {
+                Some(Command::Psh)
+            }
+            SendState::FinQueued if self.send_buf.is_empty() => Some(Command::Fin),
+            SendState::AbortQueued(_) => Some(Command::Fin),
+            _ => None,
+        }
+    }
+
+    fn local_done(&self) -> bool {
+        self.syn.is_none() && matches!(self.send, SendState::FinSent | SendState::Done(_))
+    }
+
+    fn remote_done(&self) -> bool {
+        !matches!(self.recv, RecvState::Open)
+    }
+
+    fn wake_all(&mut self, wake: &mut Vec<Waker>) {
+        wake.extend(self.read_waker.take());
+        wake.extend(self.write_waker.take());
+    }
+}
+
+/// Liveness bookkeeping: at most one own PING outstanding, at most one PONG owed.
+#[derive(Debug)]
+struct Liveness {
+    interval: Option<Duration>,
+    timeout: Duration,
+    ping_wanted: bool,
+    ping_sent_at: Option<Instant>,
+    next_ping_at: Option<Instant>,
+    pong_owed: bool,
+    last_rtt: Option<Duration>,
+}
+
+/// The state of one session. See the module documentation.
+pub(crate) struct Session {
+    config: Config,
+    max_window: u32,
+    streams: HashMap<u32, StreamState>,
+    next_id: u32,
+    id_step: u32,
+    peer_is_smolmux: bool,
+    accept_queue: VecDeque<(u32, Bytes)>,
+    refusals: VecDeque<u32>,
+    data_queue: VecDeque<u32>,
+    grant_queue: VecDeque<u32>,
+    liveness: Liveness,
+    recv_buffered: usize,
+    send_buffered: usize,
+    /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
+    closing: bool,
+    /// Close the connection's write half once everything queued is encoded: `Mux::close` was
+    /// called, or every handle is gone.
+    shutdown: bool,
+    /// Every `Mux` handle is gone: end the session once the last stream is gone.
+    mux_dropped: bool,
+    write_closed: bool,
+    end: Option<SessionEnd>,
+    writer_waker: Option<Waker>,
+    reader_waker: Option<Waker>,
+    timer_waker: Option<Waker>,
+    wake: Vec<Waker>,
+    /// A stream entered the accept queue, or the session ended: acceptors must look.
+    pub(crate) notify_accept: bool,
+    /// The write half closed or the session ended: `Mux::close` callers must look.
+    pub(crate) notify_state: bool,
+}
+
+impl Session {
+    /// A new session. An invalid `config` gives a session that has already ended with that error.
+    pub(crate) fn new(config: Config) -> Session {
+        let invalid = config.validate().err();
+        let liveness = Liveness {
+            interval: config.ping_interval,
+            timeout: config.ping_timeout,
+            // The first PING announces smolmux's extensions and measures the first round trip.
+            ping_wanted: true,
+            ping_sent_at: None,
+            next_ping_at: None,
+            pong_owed: false,
+            last_rtt: None,
+        };
+        let mut session = Session {
+            max_window: config.max_stream_window(),
+            config,
+            streams: HashMap::new(),
+            // A random start walked by an odd step visits all 2^32 ids before repeating one.
+            next_id: fastrand::u32(..),
+            id_step: fastrand::u32(..) | 1,
+            peer_is_smolmux: false,
+            accept_queue: VecDeque::new(),
+            refusals: VecDeque::new(),
+            data_queue: VecDeque::new(),
+            grant_queue: VecDeque::new(),
+            liveness,
+            recv_buffered: 0,
+            send_buffered: 0,
+            closing: false,
+            shutdown: false,
+            mux_dropped: false,
+            write_closed: false,
+            end: None,
+            writer_waker: None,
+            reader_waker: None,
+            timer_waker: None,
+            wake: Vec::new(),
+            notify_accept: false,
+            notify_state: false,
+        };
+        if let Some(err) = invalid {
+            session.fail(err.kind(), err.to_string());
+        }
+        session
+    }
+
+    /// Wakers recorded since the last call, to be woken once the lock is released.
+    pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.wake)
+    }
+
+    /// How the session ended, if it has.
+    pub(crate) fn end(&self) -> Option<&SessionEnd> {
+        self.end.as_ref()
+    }
+
+    fn check_alive(&self) -> io::Result<()> {
+        match &self.end {
+            Some(end) => Err(end.error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the session with an error: every waiter is woken and every later operation fails.
+    pub(crate) fn fail(&mut self, kind: io::ErrorKind, message: impl Into<String>) {
+        self.finish(kind, message.into(), false);
+    }
+
+    /// Ends the session in an orderly way (the driver resolves `Ok`); operations still pending
+    /// get `kind` and `message`.
+    pub(crate) fn end_cleanly(&mut self, kind: io::ErrorKind, message: &str) {
+        self.finish(kind, message.into(), true);
+    }
+
+    fn finish(&mut self, kind: io::ErrorKind, message: String, clean: bool) {
+        if self.end.is_some() {
+            return;
+        }
+        if clean {
+            tracing::debug!(%message, "session ended");
+        } else {
+            tracing::warn!(%message, ?kind, "session failed");
+        }
+        self.end = Some(SessionEnd {
+            kind,
+            message: message.into(),
+            clean,
+        });
+        for stream in self.streams.values_mut() {
+            stream.wake_all(&mut self.wake);
+        }
+        self.wake.extend(self.writer_waker.take());
+        self.wake.extend(self.reader_waker.take());
+        self.wake.extend(self.timer_waker.take());
+        self.notify_accept = true;
+        self.notify_state = true;
+    }
+
+    // ----- frames from the peer -----
+
+    /// Handles one frame from the peer. An error is a protocol violation that ends the session.
+    pub(crate) fn on_frame(
+        &mut self,
+        header: Header,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        let id = header.stream_id;
+        tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
+        match header.command {
+            Command::Syn => self.on_syn(id, body),
+            Command::Psh => self.on_psh(id, body),
+            Command::Fin => {
+                self.on_fin(id, body);
+                Ok(())
+            }
+            Command::More => {
+                let credits = u16::from_le_bytes([body[0], body[1]]);
+                self.on_more(id, credits);
+                Ok(())
+            }
+            Command::Ping => {
+                let info = PingInfo::decode(body)?;
+                if info.smolmux && !self.peer_is_smolmux {
+                    tracing::debug!("peer speaks smolmux extensions");
+                    self.peer_is_smolmux = true;
+                }
+                if !self.liveness.pong_owed {
+                    self.liveness.pong_owed = true;
+                    self.wake_writer();
+                }
+                Ok(())
+            }
+            Command::Pong => {
+                self.on_pong(now);
+                Ok(())
+            }
+            Command::Nop => Ok(()),
+        }
+    }
+
+    fn on_syn(&mut self, id: u32, metadata: &[u8]) -> Result<(), ProtocolError> {
+        if self.streams.contains_key(&id) {
+            return Err(ProtocolError(format!("duplicate SYN for open stream {id}")));
+        }
+        let refuse = if self.closing {
+            Some("session closing")
+        } else if self.streams.len() >= self.config.max_streams {
+            Some("max_streams reached")
+        } else if self.accept_queue.len() >= self.config.accept_backlog {
+            Some("accept backlog full")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            tracing::debug!(id, why, "refusing stream");
+            self.refusals.push_back(id);
+            self.wake_writer();
+            return Ok(());
+        }
+        tracing::debug!(id, "stream opened by peer");
+        self.streams.insert(id, StreamState::new(None));
+        self.accept_queue
+            .push_back((id, Bytes::copy_from_slice(metadata)));
+        self.notify_accept = true;
+        Ok(())
+    }
+
+    fn on_psh(&mut self, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // the stream may have just closed
+        };
+        if stream.peer_credits == 0 {
+            return Err(ProtocolError(format!(
+                "PSH on stream {id} beyond the credits granted"
+            )));
+        }
+        stream.peer_credits -= 1;
+        match stream.recv {
+            RecvState::Finished => {
+                return Err(ProtocolError(format!("PSH on stream {id} after its FIN")));
+            }
+            // Data in flight when the stream was aborted: discard it.
+            RecvState::Reset(_) => return Ok(()),
+            RecvState::Open => {}
+        }
+        if stream.handle_dropped || body.is_empty() {
+            // Nobody will read it: credit it back as if read, so the peer never stalls.
+            self.consider_grant(id);
+            return Ok(());
+        }
+        stream.recv_bytes += body.len();
+        stream.recv_queue.push_back(Bytes::copy_from_slice(body));
+        self.recv_buffered += body.len();
+        self.wake.extend(stream.read_waker.take());
+        Ok(())
+    }
+
+    fn on_fin(&mut self, id: u32, reason: &[u8]) {
+        let peer_is_smolmux = self.peer_is_smolmux;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !matches!(stream.recv, RecvState::Open) {
+            return; // a FIN crossing our abort, or a repeated FIN: nothing left to end
+        }
+        if !reason.is_empty() {
+            let reason: Arc<str> = String::from_utf8_lossy(reason).into();
+            tracing::debug!(id, %reason, "stream aborted by peer");
+            self.recv_buffered -= stream.recv_bytes;
+            stream.recv_bytes = 0;
+            stream.recv_queue.clear();
+            stream.recv = RecvState::Reset(reason.clone());
+            self.send_buffered -= stream.send_buf.len();
+            stream.send_buf = BytesMut::new();
+            if !stream.local_done() {
+                stream.syn = None;
+                stream.send = SendState::Done(Some(reason));
+            }
+        } else {
+            tracing::debug!(id, "FIN received");
+            stream.recv = RecvState::Finished;
+            if !peer_is_smolmux && matches!(stream.send, SendState::Open | SendState::FinQueued) {
+                // A picomux peer's FIN ends both directions: bytes we sent now would be dropped.
+                self.send_buffered -= stream.send_buf.len();
+                stream.send_buf = BytesMut::new();
+                stream.send = SendState::Done(None);
+            }
+        }
+        stream.wake_all(&mut self.wake);
+        self.maybe_remove(id);
+    }
+
+    fn on_more(&mut self, id: u32, credits: u16) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.send_credits = stream.send_credits.saturating_add(credits.into());
+        self.schedule_data(id);
+    }
+
+    fn on_pong(&mut self, now: Instant) {
+        let Some(sent_at) = self.liveness.ping_sent_at.take() else {
+            return; // unsolicited: no PING of ours is outstanding
+        };
+        let rtt = now.saturating_duration_since(sent_at);
+        tracing::trace!(?rtt, "PONG received");
+        self.liveness.last_rtt = Some(rtt);
+        self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
+        self.wake.extend(self.timer_waker.take());
+    }
+
+    /// The connection reached end-of-file at a frame boundary.
+    pub(crate) fn on_eof(&mut self) {
+        self.end_cleanly(
+            io::ErrorKind::ConnectionAborted,
+            "connection closed by peer",
+        );
+    }
+
+    /// Whether the driver should stop reading the connection for now, because the application
+    /// must first read (session receive buffer full) or the writer must catch up (refusals).
+    /// Registers `waker` to be woken when reading may resume.
+    pub(crate) fn reader_must_wait(&mut self, waker: &Waker) -> bool {
+        let full = self.recv_buffered >= self.config.session_receive_buffer
+            || self.refusals.len() >= MAX_PENDING_REFUSALS;
+        if full && self.end.is_none() {
+            self.reader_waker = Some(waker.clone());
+        }
+        full
+    }
+
+    fn wake_reader_if_room(&mut self) {
+        if self.reader_waker.is_some()
+            && self.recv_buffered < self.config.session_receive_buffer
+            && self.refusals.len() < MAX_PENDING_REFUSALS
+        {
+            self.wake.extend(self.reader_waker.take());
+        }
+    }
+
+    // ----- liveness -----
+
+    /// The next instant at which [`Session::on_timeout`] has something to do.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        let ping_deadline = match (self.liveness.interval, self.liveness.ping_sent_at) {
+            (Some(_), Some(sent)) => Some(sent + self.liveness.timeout),
+            _ => None,
+        };
+        match (ping_deadline, self.liveness.next_ping_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires timers due at `now`: a PING timed out, or the next PING is due.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if self.end.is_some() {
+            return;
+        }
+        if let (Some(_), Some(sent)) = (self.liveness.interval, self.liveness.ping_sent_at) {
+            if now >= sent + self.liveness.timeout {
+                let timeout = self.liveness.timeout;
+                self.fail(
+                    io::ErrorKind::TimedOut,
+                    format!("ping timeout: no PONG from the peer within {timeout:?}"),
+                );
+                return;
+            }
+        }
+        if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
+            self.liveness.next_ping_at = None;
+            self.liveness.ping_wanted = true;
+            self.wake_writer();
+        }
+    }
+
+    pub(crate) fn set_timer_waker(&mut self, waker: &Waker) {
+        self.timer_waker = Some(waker.clone());
+    }
+
+    pub(crate) fn last_rtt(&self) -> Option<Duration> {
+        self.liveness.last_rtt
+    }
+
+    // ----- the send scheduler -----
+
+    fn wake_writer(&mut self) {
+        self.wake.extend(self.writer_waker.take());
+    }
+
+    pub(crate) fn set_writer_waker(&mut self, waker: &Waker) {
+        self.writer_waker = Some(waker.clone());
+    }
+
+    fn schedule_data(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !stream.data_scheduled && stream.next_data_frame().is_some() {
+            stream.data_scheduled = true;
+            self.data_queue.push_back(id);
+            self.wake_writer();
+        }
+    }
+
+    /// Encodes frames to send into `out` until it holds at least `budget` bytes or nothing is
+    /// ready. Control frames go first; then streams take turns, one frame each (round-robin), so
+    /// one bulk stream cannot starve the others.
+    pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut, budget: usize, now: Instant) {
+        if self.end.is_some() {
+            return;
+        }
+        while out.len() < budget {
+            if self.encode_control(out, now) {
+                continue;
+            }
+            let Some(id) = self.data_queue.pop_front() else {
+                break;
+            };
+            self.encode_data(id, out);
+        }
+    }
+
+    /// Encodes one control frame, if any is waiting.
+    fn encode_control(&mut self, out: &mut BytesMut, now: Instant) -> bool {
+        if self.liveness.pong_owed {
+            self.liveness.pong_owed = false;
+            encode_frame(out, Command::Pong, 0, b"");
+            return true;
+        }
+        if self.liveness.ping_wanted && self.liveness.ping_sent_at.is_none() {
+            self.liveness.ping_wanted = false;
+            self.liveness.ping_sent_at = Some(now);
+            let next_ping_in_ms = self
+                .liveness
+                .interval
+                .map_or(u32::MAX, |d| d.as_millis().min(u32::MAX as u128) as u32);
+            PingInfo {
+                next_ping_in_ms,
+                smolmux: true,
+            }
+            .encode_frame(out);
+            self.wake.extend(self.timer_waker.take());
+            return true;
+        }
+        if let Some(id) = self.refusals.pop_front() {
+            encode_frame(out, Command::Fin, id, b"");
+            self.wake_reader_if_room();
+            return true;
+        }
+        while let Some(id) = self.grant_queue.pop_front() {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.grant_scheduled = false;
+            let outstanding = stream.peer_credits + stream.recv_queue.len() as u32;
+            let credits = stream
+                .window
+                .saturating_sub(outstanding)
+                .min(u16::MAX.into());
+            if credits == 0 || !matches!(stream.recv, RecvState::Open) {
+                continue;
+            }
+            stream.peer_credits += credits;
+            encode_frame(out, Command::More, id, &(credits as u16).to_le_bytes());
+            return true;
+        }
+        false
+    }
+
+    /// Encodes the next frame of stream `id` and puts it back in line if it has more to send.
+    fn encode_data(&mut self, id: u32, out: &mut BytesMut) {
+        let max_body = self.config.max_frame_body;
+        let send_limit = self.config.stream_send_buffer;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.data_scheduled = false;
+        match stream.next_data_frame() {
+            None => {}
+            Some(Command::Syn) => {
+                let metadata = stream.syn.take().unwrap_or_default();
+                encode_frame(out, Command::Syn, id, &metadata);
+            }
+            Some(Command::Psh) => {
+                let len = stream.send_buf.len().min(max_body);
+                encode_frame(out, Command::Psh, id, &stream.send_buf[..len]);
+                stream.send_buf.advance(len);
+                stream.send_credits -= 1;
+                self.send_buffered -= len;
+                // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
+                if stream.send_buf.len() < send_limit {
+                    self.wake.extend(stream.write_waker.take());
+                }
+            }
+            Some(_) => {
+                let reason = match std::mem::replace(&mut stream.send, SendState::FinSent) {
+                    SendState::AbortQueued(reason) => {
+                        stream.send = SendState::Done(None);
+                        reason
+                    }
+                    _ => Bytes::new(),
+                };
+                encode_frame(out, Command::Fin, id, &reason);
+                tracing::debug!(id, "FIN sent");
+                self.wake.extend(stream.write_waker.take());
+                self.maybe_remove(id);
+                return;
+            }
+        }
+        self.schedule_data(id);
+    }
+
+    // ----- flow control on the receive side -----
+
+    /// Queues a MORE for stream `id` once enough of its window is free.
+    fn consider_grant(&mut self, id: u32) {
+        let max_window = self.max_window;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.grant_scheduled || !matches!(stream.recv, RecvState::Open) {
+            return;
+        }
+        let outstanding = stream.peer_credits + stream.recv_queue.len() as u32;
+        let free = stream.window.saturating_sub(outstanding);
+        // Batch grants: wait until half the window is free.
+        if free == 0 || free < stream.window / 2 {
+            return;
+        }
+        // The sender nearly ran dry while the application kept up: the window limits the
+        // stream, so grow it (bounded by stream_receive_buffer).
+        if stream.peer_credits <= stream.window / 4
+            && stream.recv_queue.len() as u32 <= stream.window / 4
+            && stream.window < max_window
+        {
+            stream.window = (stream.window * 2).min(max_window);
+        }
+        stream.grant_scheduled = true;
+        self.grant_queue.push_back(id);
+        self.wake_writer();
+    }
+
+    // ----- operations of the application -----
+
+    /// Opens a stream: its SYN (with `metadata`) goes out at once, and data may follow it.
+    pub(crate) fn app_open(&mut self, metadata: Bytes) -> io::Result<u32> {
+        self.check_alive()?;
+        if metadata.len() > MAX_BODY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "metadata is {} bytes; at most {MAX_BODY} fit in a SYN",
+                    metadata.len()
+                ),
+            ));
+        }
+        if self.closing {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "session is closing: no new streams",
+            ));
+        }
+        if self.streams.len() >= self.config.max_streams {
+            return Err(io::Error::other(format!(
+                "too many open streams (max_streams = {})",
+                self.config.max_streams
+            )));
+        }
+        let id = loop {
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(self.id_step);
+            if !self.streams.contains_key(&id) {
+                break id;
+            }
+        };
+        tracing::debug!(id, "stream opened");
+        self.streams.insert(id, StreamState::new(Some(metadata)));
+        self.schedule_data(id);
+        Ok(id)
+    }
+
+    /// Takes the oldest stream waiting to be accepted.
+    pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Bytes)>> {
+        if let Some(accepted) = self.accept_queue.pop_front() {
+            return Some(Ok(accepted));
+        }
+        if let Err(err) = self.check_alive() {
+            return Some(Err(err));
+        }
+        if self.closing {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "session is closing: no new streams",
+            )));
+        }
+        None
+    }
+
+    /// Reads buffered bytes of stream `id` into `buf`: `Some(Ok(0))` at EOF, `None` when the
+    /// caller must wait (its waker is registered).
+    pub(crate) fn app_read(
+        &mut self,
+        id: u32,
+        buf: &mut [u8],
+        waker: &Waker,
+    ) -> Option<io::Result<usize>> {
+        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let stream = match self.streams.get_mut(&id) {
+            Some(stream) => stream,
+            None => return Some(Err(stream_gone())),
+        };
+        if let RecvState::Reset(reason) = &stream.recv {
+            return Some(Err(reset_error(reason)));
+        }
+        if stream.recv_queue.is_empty() {
+            if matches!(stream.recv, RecvState::Finished) || buf.is_empty() {
+                return Some(Ok(0));
+            }
+            if let Some(err) = session_error {
+                return Some(Err(err));
+            }
+            stream.read_waker = Some(waker.clone());
+            return None;
+        }
+        let mut copied = 0;
+        while copied < buf.len() {
+            let Some(front) = stream.recv_queue.front_mut() else {
+                break;
+            };
+            let n = front.len().min(buf.len() - copied);
+            buf[copied..copied + n].copy_from_slice(&front[..n]);
+            front.advance(n);
+            copied += n;
+            if front.is_empty() {
+                stream.recv_queue.pop_front();
+            }
+        }
+        stream.recv_bytes -= copied;
+        self.recv_buffered -= copied;
+        self.consider_grant(id);
+        self.wake_reader_if_room();
+        Some(Ok(copied))
+    }
+
+    /// Buffers bytes for stream `id`; `None` when the caller must wait (its waker is registered).
+    pub(crate) fn app_write(
+        &mut self,
+        id: u32,
+        data: &[u8],
+        waker: &Waker,
+    ) -> Option<io::Result<usize>> {
+        let send_limit = self.config.stream_send_buffer;
+        if let Err(err) = self.check_alive() {
+            return Some(Err(err));
+        }
+        let stream = match self.streams.get_mut(&id) {
+            Some(stream) => stream,
+            None => return Some(Err(stream_gone())),
+        };
+        if let Err(err) = writable(stream) {
+            return Some(Err(err));
+        }
+        let room = send_limit.saturating_sub(stream.send_buf.len());
+        if room == 0 {
+            stream.write_waker = Some(waker.clone());
+            return None;
+        }
+        let n = room.min(data.len());
+        stream.send_buf.extend_from_slice(&data[..n]);
+        self.send_buffered += n;
+        self.schedule_data(id);
+        Some(Ok(n))
+    }
+
+    /// Waits until the bytes written to stream `id` have been handed to the connection.
+    pub(crate) fn app_flush(&mut self, id: u32, waker: &Waker) -> Option<io::Result<()>> {
+        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let stream = match self.streams.get_mut(&id) {
+            Some(stream) => stream,
+            None => return Some(Err(stream_gone())),
+        };
+        if stream.send_buf.is_empty() && stream.syn.is_none() {
+            return Some(Ok(()));
+        }
+        if let SendState::Done(_) | SendState::AbortQueued(_) = stream.send {
+            return Some(writable(stream));
+        }
+        if let Some(err) = session_error {
+            return Some(Err(err));
+        }
+        stream.write_waker = Some(waker.clone());
+        None
+    }
+
+    /// Half-closes stream `id`: FIN follows the bytes already written. Ready once FIN is encoded.
+    pub(crate) fn app_close(&mut self, id: u32, waker: &Waker) -> Option<io::Result<()>> {
+        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let stream = match self.streams.get_mut(&id) {
+            Some(stream) => stream,
+            None => return Some(Err(stream_gone())),
+        };
+        match &stream.send {
+            SendState::Open => {
+                stream.send = SendState::FinQueued;
+                self.schedule_data(id);
+            }
+            SendState::FinSent => return Some(Ok(())),
+            // Closed by the peer (a picomux FIN) without a reason: nothing left to end.
+            SendState::Done(None) => return Some(Ok(())),
+            SendState::Done(Some(reason)) => return Some(Err(reset_error(reason))),
+            SendState::FinQueued | SendState::AbortQueued(_) => {}
+        }
+        if let Some(err) = session_error {
+            return Some(Err(err));
+        }
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.write_waker = Some(waker.clone());
+        }
+        None
+    }
+
+    /// Aborts stream `id` in both directions; the peer sees `reason`.
+    pub(crate) fn app_abort(&mut self, id: u32, reason: &str) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let mut end = reason.len().min(MAX_BODY);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = if end == 0 { "aborted" } else { &reason[..end] };
+        tracing::debug!(id, reason, "stream aborted");
+        if !matches!(stream.send, SendState::FinSent | SendState::Done(_)) {
+            stream.send = SendState::AbortQueued(Bytes::copy_from_slice(reason.as_bytes()));
+        }
+        self.send_buffered -= stream.send_buf.len();
+        stream.send_buf = BytesMut::new();
+        self.recv_buffered -= stream.recv_bytes;
+        stream.recv_bytes = 0;
+        stream.recv_queue.clear();
+        if !matches!(stream.recv, RecvState::Reset(_)) {
+            stream.recv = RecvState::Reset(format!("aborted locally: {reason}").into());
+        }
+        stream.wake_all(&mut self.wake);
+        self.schedule_data(id);
+        self.wake_reader_if_room();
+        self.maybe_remove(id);
+    }
+
+    /// The handle of stream `id` is gone: FIN follows its written bytes, and data still arriving
+    /// is discarded.
+    pub(crate) fn app_drop(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.handle_dropped = true;
+        stream.read_waker = None;
+        stream.write_waker = None;
+        if matches!(stream.send, SendState::Open) {
+            stream.send = SendState::FinQueued;
+        }
+        self.recv_buffered -= stream.recv_bytes;
+        stream.recv_bytes = 0;
+        stream.recv_queue.clear();
+        self.schedule_data(id);
+        self.consider_grant(id);
+        self.wake_reader_if_room();
+        self.maybe_remove(id);
+    }
+
+    fn maybe_remove(&mut self, id: u32) {
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        if stream.handle_dropped && stream.local_done() && stream.remote_done() {
+            self.send_buffered -= stream.send_buf.len();
+            self.recv_buffered -= stream.recv_bytes;
+            self.streams.remove(&id);
+            tracing::debug!(id, "stream closed");
+            self.check_shutdown();
+        }
+    }
+
+    /// Graceful close: FIN every stream after its queued bytes, then close the write half.
+    pub(crate) fn app_close_session(&mut self) {
+        if !self.closing {
+            tracing::debug!("closing session");
+        }
+        self.closing = true;
+        self.shutdown = true;
+        while let Some((id, _)) = self.accept_queue.pop_front() {
+            self.app_drop(id);
+        }
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                if matches!(stream.send, SendState::Open) {
+                    stream.send = SendState::FinQueued;
+                }
+            }
+            self.schedule_data(id);
+        }
+        self.wake_writer();
+    }
+
+    /// Every `Mux` handle is gone: refuse new streams, drop the unaccepted ones, and end the
+    /// session once the streams still in use are done.
+    pub(crate) fn app_drop_mux(&mut self) {
+        self.closing = true;
+        self.mux_dropped = true;
+        while let Some((id, _)) = self.accept_queue.pop_front() {
+            self.app_drop(id);
+        }
+        self.check_shutdown();
+        self.wake_writer();
+    }
+
+    fn check_shutdown(&mut self) {
+        if self.mux_dropped && self.streams.is_empty() {
+            self.shutdown = true;
+            self.wake_writer();
+        }
+    }
+
+    /// Whether the writer should close the connection's write half now: a close was requested,
+    /// and everything to send has been encoded.
+    pub(crate) fn should_close_write(&self) -> bool {
+        self.shutdown
+            && !self.write_closed
+            && self.data_queue.is_empty()
+            && self.refusals.is_empty()
+            && self.streams.values().all(StreamState::local_done)
+    }
+
+    /// The write half is closed. If nothing is left to use the session, it ends here.
+    pub(crate) fn on_write_closed(&mut self) {
+        self.write_closed = true;
+        self.notify_state = true;
+        if self.mux_dropped && self.streams.is_empty() {
+            self.end_cleanly(io::ErrorKind::NotConnected, "session closed");
+        }
+    }
+
+    pub(crate) fn write_closed(&self) -> bool {
+        self.write_closed
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            open_streams: self.streams.len(),
+            pending_accept: self.accept_queue.len(),
+            recv_buffered_bytes: self.recv_buffered,
+            send_buffered_bytes: self.send_buffered,
+        }
+    }
+}
+
+/// A handle outlived its stream's entry; the table keeps entries while handles exist, so this
+/// only guards against a bug turning into a hang.
+fn stream_gone() -> io::Error {
+    io::Error::other("stream no longer exists in the session")
+}
+
+fn reset_error(reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!("stream aborted: {reason}"),
+    )
+}
+
+fn writable(stream: &StreamState) -> io::Result<()> {
+    match &stream.send {
+        SendState::Open => Ok(()),
+        SendState::Done(Some(reason)) => Err(reset_error(reason)),
+        SendState::Done(None) => Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the peer closed the stream (a picomux peer's FIN ends both directions)",
+        )),
+        SendState::AbortQueued(_) => Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "stream aborted locally",
+        )),
+        SendState::FinQueued | SendState::FinSent => Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "stream already closed for writing",
+        )),
+    }
+}

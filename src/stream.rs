@@ -1,0 +1,167 @@
+//! The user-facing handle of one stream.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::shared::Shared;
+
+/// One logical byte stream of a session, in both directions.
+///
+/// A `Stream` is [`AsyncRead`] + [`AsyncWrite`]; use it with the extension traits of
+/// `futures-lite` or `futures`. Its state lives in the session and the connection's driver does
+/// its I/O, so a stream costs no task and little memory.
+///
+/// - **Writing** copies bytes into the stream's send buffer (at most
+///   [`Config::stream_send_buffer`](crate::Config::stream_send_buffer)); the driver sends them in
+///   order as the peer grants credits. `flush` waits until they are handed to the connection.
+/// - **Closing** (`close`, or `poll_close`) is a half-close: the queued bytes go out, then FIN.
+///   The stream can still be read until the peer's FIN, after which reads return 0 (EOF).
+/// - **Dropping** a stream that was not closed sends FIN after the bytes already written; data
+///   the peer sends afterwards is discarded.
+/// - [`Stream::abort`] resets both directions and tells the peer why.
+///
+/// With a picomux peer (one that does not announce smolmux's extensions), a FIN ends the whole
+/// stream as picomux means it: reads return EOF, and writes fail with
+/// [`io::ErrorKind::BrokenPipe`].
+///
+/// ```
+/// # smol::block_on(async {
+/// # let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let client = smol::net::TcpStream::connect(listener.local_addr()?).await?;
+/// # let (server, _) = listener.accept().await?;
+/// # let (a, driver_a) = smolmux::Mux::new(client.clone(), client, smolmux::Config::default());
+/// # let (b, driver_b) = smolmux::Mux::new(server.clone(), server, smolmux::Config::default());
+/// # smol::spawn(driver_a).detach();
+/// # smol::spawn(driver_b).detach();
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+///
+/// let mut stream = a.open(b"hello").await?;
+/// stream.write_all(b"ping").await?;
+/// stream.close().await?; // half-close: the peer reads EOF after "ping"
+///
+/// let mut peer = b.accept().await?;
+/// assert_eq!(peer.metadata(), b"hello");
+/// let mut got = Vec::new();
+/// peer.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"ping");
+/// peer.write_all(b"pong").await?; // the other direction is still open
+/// peer.close().await?;
+///
+/// let mut reply = Vec::new();
+/// stream.read_to_end(&mut reply).await?;
+/// assert_eq!(reply, b"pong");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
+pub struct Stream {
+    id: u32,
+    metadata: Bytes,
+    shared: Arc<Shared>,
+}
+
+impl Stream {
+    pub(crate) fn new(id: u32, metadata: Bytes, shared: Arc<Shared>) -> Self {
+        Stream {
+            id,
+            metadata,
+            shared,
+        }
+    }
+
+    /// The metadata the opener sent with the stream's SYN.
+    pub fn metadata(&self) -> &[u8] {
+        &self.metadata
+    }
+
+    /// The stream's id on the wire.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Aborts the stream in both directions. Unsent bytes are discarded; the peer's pending and
+    /// later reads and writes fail with [`io::ErrorKind::ConnectionReset`] and `reason` (between
+    /// smolmux peers; a picomux peer sees a plain close). Later operations here fail too.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let client = smol::net::TcpStream::connect(listener.local_addr()?).await?;
+    /// # let (server, _) = listener.accept().await?;
+    /// # let (a, driver_a) = smolmux::Mux::new(client.clone(), client, smolmux::Config::default());
+    /// # let (b, driver_b) = smolmux::Mux::new(server.clone(), server, smolmux::Config::default());
+    /// # smol::spawn(driver_a).detach();
+    /// # smol::spawn(driver_b).detach();
+    /// use futures_lite::AsyncReadExt;
+    ///
+    /// let stream = a.open(b"").await?;
+    /// stream.abort("no longer needed");
+    ///
+    /// let mut peer = b.accept().await?;
+    /// let err = peer.read(&mut [0; 16]).await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    /// assert!(err.to_string().contains("no longer needed"));
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
+    pub fn abort(&self, reason: &str) {
+        self.shared.with(|s| s.app_abort(self.id, reason));
+    }
+}
+
+/// Turns the session's answer into a poll result: `None` means the waker was registered.
+fn ready<T>(answer: Option<io::Result<T>>) -> Poll<io::Result<T>> {
+    match answer {
+        Some(result) => Poll::Ready(result),
+        None => Poll::Pending,
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        ready(self.shared.with(|s| s.app_read(self.id, buf, cx.waker())))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        ready(self.shared.with(|s| s.app_write(self.id, buf, cx.waker())))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.shared.with(|s| s.app_flush(self.id, cx.waker())))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.shared.with(|s| s.app_close(self.id, cx.waker())))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.shared.with(|s| s.app_drop(self.id));
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .field("metadata_len", &self.metadata.len())
+            .finish()
+    }
+}
