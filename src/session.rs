@@ -391,6 +391,16 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
+        // The sender spent its last credit while the application keeps up: the window, not the
+        // reader, limits this stream, so grow it (bounded by stream_receive_buffer).
+        if stream.peer_credits == 0
+            && stream.recv_queue.len() as u32 <= stream.window / 2
+            && stream.window < self.max_window
+        {
+            stream.window = (stream.window * 2).min(self.max_window);
+            tracing::trace!(id, window = stream.window, "receive window grown");
+            self.consider_grant(id);
+        }
         Ok(())
     }
 
@@ -610,7 +620,6 @@ impl Session {
     /// Encodes the next frame of stream `id` and puts it back in line if it has more to send.
     fn encode_data(&mut self, id: u32, out: &mut BytesMut) {
         let max_body = self.config.max_frame_body;
-        let send_limit = self.config.stream_send_buffer;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -628,9 +637,7 @@ impl Session {
                 stream.send_credits -= 1;
                 self.send_buffered -= len;
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
-                if stream.send_buf.len() < send_limit {
-                    self.wake.extend(stream.write_waker.take());
-                }
+                self.wake.extend(stream.write_waker.take());
             }
             Some(_) => {
                 let reason = match std::mem::replace(&mut stream.send, SendState::FinSent) {
@@ -654,7 +661,6 @@ impl Session {
 
     /// Queues a MORE for stream `id` once enough of its window is free.
     fn consider_grant(&mut self, id: u32) {
-        let max_window = self.max_window;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -666,14 +672,6 @@ impl Session {
         // Batch grants: wait until half the window is free.
         if free == 0 || free < stream.window / 2 {
             return;
-        }
-        // The sender nearly ran dry while the application kept up: the window limits the
-        // stream, so grow it (bounded by stream_receive_buffer).
-        if stream.peer_credits <= stream.window / 4
-            && stream.recv_queue.len() as u32 <= stream.window / 4
-            && stream.window < max_window
-        {
-            stream.window = (stream.window * 2).min(max_window);
         }
         stream.grant_scheduled = true;
         self.grant_queue.push_back(id);
@@ -1026,3 +1024,6 @@ fn writable(stream: &StreamState) -> io::Result<()> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

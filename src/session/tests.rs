@@ -1,0 +1,538 @@
+//! Unit tests of the session state machine: frames in, frames out, no sockets, no executor.
+
+use std::io::ErrorKind;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::frame::{Command, FrameIter, Header, PingInfo};
+
+fn noop() -> Waker {
+    Waker::noop().clone()
+}
+
+/// A session under test, with helpers that play the peer.
+struct Harness {
+    s: Session,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(config: Config) -> Self {
+        let mut h = Harness {
+            s: Session::new(config),
+            now: Instant::now(),
+        };
+        // Our own first PING goes out first; tests below look at what follows.
+        let first = h.transmit();
+        assert_eq!(first[0].0, Command::Ping);
+        h
+    }
+
+    fn smolmux_peer(config: Config) -> Self {
+        let mut h = Harness::new(config);
+        let mut ping = BytesMut::new();
+        PingInfo {
+            next_ping_in_ms: 1000,
+            smolmux: true,
+        }
+        .encode_frame(&mut ping);
+        h.recv_raw(&ping).unwrap();
+        assert_eq!(h.transmit(), vec![(Command::Pong, 0, Bytes::new())]);
+        h
+    }
+
+    fn recv(&mut self, command: Command, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
+        let header = Header {
+            command,
+            body_len: body.len() as u16,
+            stream_id: id,
+        };
+        self.s.on_frame(header, body, self.now)
+    }
+
+    fn recv_raw(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        let mut frames = FrameIter::new(bytes);
+        while let Some((header, body)) = frames.next_frame()? {
+            self.s.on_frame(header, body, self.now)?;
+        }
+        Ok(())
+    }
+
+    fn more(&mut self, id: u32, credits: u16) {
+        self.recv(Command::More, id, &credits.to_le_bytes())
+            .unwrap();
+    }
+
+    /// Everything the session wants to send now, as (command, stream id, body).
+    fn transmit(&mut self) -> Vec<(Command, u32, Bytes)> {
+        let mut out = BytesMut::new();
+        self.s.poll_transmit(&mut out, usize::MAX, self.now);
+        let mut frames = FrameIter::new(&out);
+        let mut result = Vec::new();
+        while let Some((h, body)) = frames.next_frame().unwrap() {
+            result.push((h.command, h.stream_id, Bytes::copy_from_slice(body)));
+        }
+        assert_eq!(frames.consumed(), out.len());
+        result
+    }
+
+    fn write(&mut self, id: u32, data: &[u8]) -> usize {
+        self.s
+            .app_write(id, data, &noop())
+            .expect("write would block")
+            .unwrap()
+    }
+
+    fn read(&mut self, id: u32, len: usize) -> Option<std::io::Result<Vec<u8>>> {
+        let mut buf = vec![0; len];
+        self.s.app_read(id, &mut buf, &noop()).map(|r| {
+            r.map(|n| {
+                buf.truncate(n);
+                buf
+            })
+        })
+    }
+
+    fn accept(&mut self) -> (u32, Bytes) {
+        self.s.app_accept().expect("nothing to accept").unwrap()
+    }
+}
+
+fn commands(frames: &[(Command, u32, Bytes)]) -> Vec<Command> {
+    frames.iter().map(|f| f.0).collect()
+}
+
+#[test]
+fn open_sends_syn_with_metadata_then_data_without_waiting() {
+    let mut h = Harness::new(Config::default());
+    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap();
+    h.write(id, b"hello");
+    let frames = h.transmit();
+    assert_eq!(
+        frames,
+        vec![
+            (Command::Syn, id, Bytes::from_static(b"meta")),
+            (Command::Psh, id, Bytes::from_static(b"hello")),
+        ]
+    );
+}
+
+#[test]
+fn sender_never_exceeds_granted_credits() {
+    let config = Config {
+        max_frame_body: 100,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, &[1; 10_000]);
+    let frames = h.transmit();
+    assert_eq!(frames.iter().filter(|f| f.0 == Command::Psh).count(), 10);
+    assert!(h.transmit().is_empty(), "no credits left");
+    h.more(id, 3);
+    assert_eq!(commands(&h.transmit()), vec![Command::Psh; 3]);
+    assert_eq!(h.s.stats().send_buffered_bytes, 10_000 - 1300);
+}
+
+#[test]
+fn writes_block_once_the_send_buffer_is_full() {
+    let config = Config {
+        stream_send_buffer: 1000,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    assert_eq!(h.write(id, &[0; 1500]), 1000);
+    assert!(h.s.app_write(id, b"x", &noop()).is_none());
+    assert!(h.s.stats().send_buffered_bytes <= 1000);
+}
+
+#[test]
+fn streams_take_turns_frame_by_frame() {
+    let config = Config {
+        max_frame_body: 10,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    let bulk = h.s.app_open(Bytes::new()).unwrap();
+    let small = h.s.app_open(Bytes::new()).unwrap();
+    h.write(bulk, &[0; 100]);
+    h.write(small, &[1; 20]);
+    let order: Vec<u32> = h
+        .transmit()
+        .iter()
+        .filter(|f| f.0 == Command::Psh)
+        .map(|f| f.1)
+        .collect();
+    assert_eq!(&order[..4], &[bulk, small, bulk, small]);
+    assert!(order[4..].iter().all(|&id| id == bulk));
+}
+
+#[test]
+fn control_frames_jump_the_data_queue() {
+    let config = Config {
+        max_frame_body: 10,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, &[0; 100]);
+    h.recv(Command::Ping, 0, br#"{"next_ping_in_ms":5}"#)
+        .unwrap();
+    let mut out = BytesMut::new();
+    h.s.poll_transmit(&mut out, 1, h.now); // room for one frame only
+    let (header, _) = FrameIter::new(&out).next_frame().unwrap().unwrap();
+    assert_eq!(header.command, Command::Pong);
+}
+
+#[test]
+fn ping_flood_owes_a_single_pong() {
+    let mut h = Harness::new(Config::default());
+    for _ in 0..10_000 {
+        h.recv(Command::Ping, 0, br#"{"next_ping_in_ms":5}"#)
+            .unwrap();
+    }
+    assert_eq!(commands(&h.transmit()), vec![Command::Pong]);
+}
+
+#[test]
+fn pong_measures_rtt_and_unsolicited_pong_is_ignored() {
+    let mut h = Harness::new(Config::default());
+    h.now += Duration::from_millis(7);
+    h.recv(Command::Pong, 0, b"").unwrap();
+    assert_eq!(h.s.last_rtt(), Some(Duration::from_millis(7)));
+    h.now += Duration::from_millis(50);
+    h.recv(Command::Pong, 0, b"").unwrap();
+    assert_eq!(
+        h.s.last_rtt(),
+        Some(Duration::from_millis(7)),
+        "no PING outstanding"
+    );
+}
+
+#[test]
+fn ping_is_sent_every_interval_and_a_late_pong_ends_the_session() {
+    let config = Config {
+        ping_interval: Some(Duration::from_secs(10)),
+        ping_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    assert_eq!(h.s.next_timeout(), Some(h.now + Duration::from_secs(3)));
+    h.recv(Command::Pong, 0, b"").unwrap();
+    let next = h.now + Duration::from_secs(10);
+    assert_eq!(h.s.next_timeout(), Some(next));
+    h.now = next;
+    h.s.on_timeout(h.now);
+    assert_eq!(commands(&h.transmit()), vec![Command::Ping]);
+    h.now += Duration::from_secs(3);
+    h.s.on_timeout(h.now);
+    let err = h.s.end().unwrap().error();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(err.to_string().contains("no PONG"), "{err}");
+}
+
+#[test]
+fn without_ping_interval_the_session_never_times_out() {
+    let config = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    let h = Harness::new(config);
+    assert_eq!(h.s.next_timeout(), None);
+}
+
+#[test]
+fn psh_beyond_credits_is_a_protocol_error() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Syn, 5, b"").unwrap();
+    for _ in 0..INITIAL_CREDITS {
+        h.recv(Command::Psh, 5, b"x").unwrap();
+    }
+    let err = h.recv(Command::Psh, 5, b"x").unwrap_err();
+    assert!(err.to_string().contains("beyond the credits"), "{err}");
+}
+
+#[test]
+fn duplicate_syn_is_an_error_but_syn_for_a_closed_id_and_id_zero_are_fine() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 0, b"").unwrap();
+    let err = h.recv(Command::Syn, 0, b"").unwrap_err();
+    assert!(err.to_string().contains("duplicate SYN"), "{err}");
+
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 9, b"").unwrap();
+    let (id, _) = h.accept();
+    h.recv(Command::Fin, 9, b"").unwrap();
+    h.s.app_drop(id);
+    h.transmit(); // our FIN
+    assert_eq!(h.s.stats().open_streams, 0);
+    h.recv(Command::Syn, 9, b"again").unwrap();
+    assert_eq!(h.accept(), (9, Bytes::from_static(b"again")));
+}
+
+#[test]
+fn frames_for_unknown_streams_are_ignored() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Psh, 77, b"data").unwrap();
+    h.recv(Command::Fin, 77, b"").unwrap();
+    h.more(77, 100);
+    assert!(h.transmit().is_empty());
+    assert_eq!(h.s.stats(), Stats::default());
+}
+
+#[test]
+fn syn_past_the_accept_backlog_or_max_streams_is_refused_with_fin() {
+    let config = Config {
+        accept_backlog: 2,
+        max_streams: 3,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    for id in 1..=3 {
+        h.recv(Command::Syn, id, b"").unwrap();
+    }
+    assert_eq!(h.transmit(), vec![(Command::Fin, 3, Bytes::new())]);
+    h.accept();
+    h.recv(Command::Syn, 4, b"").unwrap();
+    h.s.app_open(Bytes::new()).unwrap_err(); // three open: max_streams
+    h.recv(Command::Syn, 5, b"").unwrap();
+    assert_eq!(h.transmit(), vec![(Command::Fin, 5, Bytes::new())]);
+    assert!(h.s.end().is_none());
+}
+
+#[test]
+fn credit_overflow_saturates() {
+    let mut h = Harness::new(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    for _ in 0..70_000 {
+        h.more(id, u16::MAX);
+    }
+    assert_eq!(h.s.streams[&id].send_credits, u32::MAX);
+}
+
+#[test]
+fn reads_release_credits_in_batches() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    for _ in 0..10 {
+        h.recv(Command::Psh, 1, b"abcd").unwrap();
+    }
+    assert_eq!(h.read(1, 4).unwrap().unwrap(), b"abcd");
+    assert!(
+        h.transmit().is_empty(),
+        "one free frame is not worth a MORE"
+    );
+    assert_eq!(h.read(1, 16).unwrap().unwrap(), b"abcd".repeat(4));
+    let frames = h.transmit();
+    assert_eq!(
+        frames,
+        vec![(
+            Command::More,
+            1,
+            Bytes::copy_from_slice(&5u16.to_le_bytes())
+        )]
+    );
+}
+
+#[test]
+fn window_grows_while_the_reader_keeps_up_and_stops_at_the_limit() {
+    let config = Config::default();
+    let max_window = config.max_stream_window();
+    let mut h = Harness::new(config);
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    let mut granted = INITIAL_CREDITS;
+    for _ in 0..40 {
+        // The peer spends every credit; we read each frame as it comes.
+        for _ in 0..granted {
+            h.recv(Command::Psh, 1, b"x").unwrap();
+            h.read(1, 1).unwrap().unwrap();
+        }
+        granted = h
+            .transmit()
+            .iter()
+            .filter(|f| f.0 == Command::More)
+            .map(|f| u16::from_le_bytes([f.2[0], f.2[1]]) as u32)
+            .sum();
+    }
+    let window = h.s.streams[&1].window;
+    assert_eq!(window, max_window);
+    assert!(window as usize * MAX_BODY <= h.s.config.stream_receive_buffer);
+}
+
+#[test]
+fn a_stalled_reader_keeps_memory_within_the_stream_limit() {
+    let config = Config::default();
+    let limit = config.stream_receive_buffer;
+    let mut h = Harness::new(config);
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    let body = vec![7u8; MAX_BODY];
+    let mut sent = 0;
+    // Nobody reads: the peer may send exactly its initial credits, then must stop.
+    while h.recv(Command::Psh, 1, &body).is_ok() {
+        sent += 1;
+        assert!(h.transmit().iter().all(|f| f.0 != Command::More));
+    }
+    assert_eq!(sent, INITIAL_CREDITS);
+    assert!(h.s.stats().recv_buffered_bytes <= limit);
+}
+
+#[test]
+fn the_reader_pauses_when_the_session_buffer_is_full() {
+    let config = Config {
+        session_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
+        stream_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    for id in 1..=2 {
+        h.recv(Command::Syn, id, b"").unwrap();
+    }
+    let body = vec![0u8; MAX_BODY];
+    for _ in 0..INITIAL_CREDITS {
+        h.recv(Command::Psh, 1, &body).unwrap();
+    }
+    assert!(h.s.reader_must_wait(&noop()));
+    h.accept();
+    h.read(1, MAX_BODY).unwrap().unwrap();
+    assert!(!h.s.reader_must_wait(&noop()));
+}
+
+#[test]
+fn half_close_with_a_smolmux_peer_keeps_the_other_direction_open() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.recv(Command::Psh, 1, b"req").unwrap();
+    h.recv(Command::Fin, 1, b"").unwrap();
+    assert_eq!(h.read(1, 10).unwrap().unwrap(), b"req");
+    assert_eq!(h.read(1, 10).unwrap().unwrap(), b"", "EOF after the data");
+    h.write(1, b"reply");
+    assert!(h.s.app_close(1, &noop()).is_none(), "FIN not yet sent");
+    assert_eq!(commands(&h.transmit()), vec![Command::Psh, Command::Fin]);
+    assert!(matches!(h.s.app_close(1, &noop()), Some(Ok(()))));
+}
+
+#[test]
+fn fin_from_a_picomux_peer_ends_both_directions() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.recv(Command::Fin, 1, b"").unwrap();
+    assert_eq!(h.read(1, 10).unwrap().unwrap(), b"");
+    let err = h.s.app_write(1, b"x", &noop()).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn abort_sends_fin_with_reason_and_fails_both_sides() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, b"never sent");
+    h.s.app_abort(id, "bye");
+    assert_eq!(
+        h.transmit(),
+        vec![
+            (Command::Syn, id, Bytes::new()),
+            (Command::Fin, id, Bytes::from_static(b"bye"))
+        ]
+    );
+    assert_eq!(
+        h.read(id, 1).unwrap().unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+
+    h.recv(Command::Syn, 2, b"").unwrap();
+    h.accept();
+    h.recv(Command::Psh, 2, b"lost").unwrap();
+    h.recv(Command::Fin, 2, b"peer reason").unwrap();
+    let err = h.read(2, 10).unwrap().unwrap_err();
+    assert!(err.to_string().contains("peer reason"), "{err}");
+    let err = h.s.app_write(2, b"x", &noop()).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(h.s.stats().recv_buffered_bytes, 0);
+}
+
+#[test]
+fn dropping_a_stream_sends_fin_after_its_data_and_discards_later_input() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, b"last words");
+    h.s.app_drop(id);
+    assert_eq!(
+        commands(&h.transmit()),
+        vec![Command::Syn, Command::Psh, Command::Fin]
+    );
+    // The peer keeps sending: the data is dropped and credited back so it never stalls.
+    let mut granted = 0;
+    for _ in 0..100 {
+        h.recv(Command::Psh, id, b"ignored").unwrap();
+        granted += h.transmit().iter().filter(|f| f.0 == Command::More).count();
+    }
+    assert!(granted > 0);
+    assert_eq!(h.s.stats().recv_buffered_bytes, 0);
+    h.recv(Command::Fin, id, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn session_end_fails_operations_but_buffered_data_is_still_readable() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.recv(Command::Psh, 1, b"tail").unwrap();
+    h.s.fail(ErrorKind::UnexpectedEof, "cut");
+    assert_eq!(h.read(1, 10).unwrap().unwrap(), b"tail");
+    assert_eq!(
+        h.read(1, 10).unwrap().unwrap_err().kind(),
+        ErrorKind::UnexpectedEof
+    );
+    assert_eq!(
+        h.s.app_write(1, b"x", &noop()).unwrap().unwrap_err().kind(),
+        ErrorKind::UnexpectedEof
+    );
+    assert!(h.s.app_open(Bytes::new()).is_err());
+    assert!(h.s.app_accept().unwrap().is_err());
+    assert!(h.transmit().is_empty());
+}
+
+#[test]
+fn graceful_close_fins_every_stream_then_closes_the_write_half() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let a = h.s.app_open(Bytes::new()).unwrap();
+    let b = h.s.app_open(Bytes::new()).unwrap();
+    h.write(a, b"queued");
+    h.s.app_close_session();
+    assert!(!h.s.should_close_write());
+    let frames = h.transmit();
+    assert_eq!(frames.iter().filter(|f| f.0 == Command::Fin).count(), 2);
+    let psh = frames
+        .iter()
+        .position(|f| f.0 == Command::Psh && f.1 == a)
+        .unwrap();
+    let fin = frames
+        .iter()
+        .position(|f| f.0 == Command::Fin && f.1 == a)
+        .unwrap();
+    assert!(psh < fin, "FIN follows the queued bytes");
+    assert!(h.s.should_close_write());
+    assert!(h.s.app_open(Bytes::new()).is_err());
+    let _ = b;
+}
+
+#[test]
+fn invalid_config_gives_an_ended_session() {
+    let s = Session::new(Config {
+        max_streams: 0,
+        ..Config::default()
+    });
+    let err = s.end().unwrap().error();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
