@@ -1,0 +1,7 @@
+#![no_main]
+
+#[allow(dead_code)] // each target uses one of the harnesses
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::decode_chunked(data));
