@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus for the fuzz targets: valid and malformed frame sequences.
+"""Writes the named seed inputs of the fuzz targets (seeds/): valid and malformed frame sequences.
 
-Run from the fuzz/ directory: `python3 make_seeds.py`. The files are committed; the fuzzer
-adds its own finds beside them.
+Run from the fuzz/ directory: `python3 make_seeds.py`. The files are committed, and tests refer
+to them by name; the fuzzers keep their own finds in corpus/.
 """
 import os
 import struct
@@ -34,8 +34,8 @@ sequences = {
 }
 
 def write(target, name, data):
-    os.makedirs(f"corpus/{target}", exist_ok=True)
-    with open(f"corpus/{target}/{name}", "wb") as f:
+    os.makedirs(f"seeds/{target}", exist_ok=True)
+    with open(f"seeds/{target}/{name}", "wb") as f:
         f.write(data)
 
 for name, peer in sequences.items():
