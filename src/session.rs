@@ -36,6 +36,11 @@ use crate::stats::Stats;
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
 const MAX_PENDING_REFUSALS: usize = 4096;
 
+/// Most streams the peer may abort before the application accepts them, net of the streams the
+/// application does accept. Such streams are dropped from the backlog unseen; a peer that keeps
+/// opening and resetting streams (the HTTP/2 "rapid reset" attack) ends the session.
+const MAX_EARLY_RESETS: u32 = 1000;
+
 /// Why and how the session ended.
 #[derive(Clone, Debug)]
 pub(crate) struct SessionEnd {
@@ -170,6 +175,8 @@ pub(crate) struct Session {
     id_step: u32,
     peer_is_smolmux: bool,
     accept_queue: VecDeque<(u32, Bytes)>,
+    /// Streams the peer aborted before they were accepted, less streams accepted since.
+    early_resets: u32,
     refusals: VecDeque<u32>,
     data_queue: VecDeque<u32>,
     grant_queue: VecDeque<u32>,
@@ -218,6 +225,7 @@ impl Session {
             id_step: fastrand::u32(..) | 1,
             peer_is_smolmux: false,
             accept_queue: VecDeque::new(),
+            early_resets: 0,
             refusals: VecDeque::new(),
             data_queue: VecDeque::new(),
             grant_queue: VecDeque::new(),
@@ -308,10 +316,7 @@ impl Session {
         match header.command {
             Command::Syn => self.on_syn(id, body),
             Command::Psh => self.on_psh(id, body),
-            Command::Fin => {
-                self.on_fin(id, body);
-                Ok(())
-            }
+            Command::Fin => self.on_fin(id, body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
                 self.on_more(id, credits);
@@ -404,15 +409,22 @@ impl Session {
         Ok(())
     }
 
-    fn on_fin(&mut self, id: u32, reason: &[u8]) {
+    fn on_fin(&mut self, id: u32, reason: &[u8]) -> Result<(), ProtocolError> {
         let peer_is_smolmux = self.peer_is_smolmux;
         let Some(stream) = self.streams.get_mut(&id) else {
-            return;
+            return Ok(());
         };
         if !matches!(stream.recv, RecvState::Open) {
-            return; // a FIN crossing our abort, or a repeated FIN: nothing left to end
+            return Ok(()); // a FIN crossing our abort, or a repeated FIN: nothing left to end
         }
         if !reason.is_empty() {
+            if let Some(at) = self
+                .accept_queue
+                .iter()
+                .position(|(queued, _)| *queued == id)
+            {
+                return self.drop_unaccepted(at);
+            }
             let reason: Arc<str> = String::from_utf8_lossy(reason).into();
             tracing::debug!(id, %reason, "stream aborted by peer");
             self.recv_buffered -= stream.recv_bytes;
@@ -437,6 +449,28 @@ impl Session {
         }
         stream.wake_all(&mut self.wake);
         self.maybe_remove(id);
+        Ok(())
+    }
+
+    /// The peer aborted a stream still in the accept backlog: forget it before the application
+    /// ever sees it, and end the session if the peer makes a habit of it.
+    fn drop_unaccepted(&mut self, at: usize) -> Result<(), ProtocolError> {
+        let (id, _) = self.accept_queue.remove(at).expect("index from position()");
+        let stream = self
+            .streams
+            .remove(&id)
+            .expect("queued streams are in the table");
+        self.recv_buffered -= stream.recv_bytes;
+        self.send_buffered -= stream.send_buf.len();
+        self.wake_reader_if_room();
+        self.early_resets += 1;
+        if self.early_resets > MAX_EARLY_RESETS {
+            return Err(ProtocolError(format!(
+                "peer aborted {} more streams before they were accepted than it let be accepted (rapid reset)",
+                self.early_resets
+            )));
+        }
+        Ok(())
     }
 
     fn on_more(&mut self, id: u32, credits: u16) {
@@ -720,6 +754,7 @@ impl Session {
     /// Takes the oldest stream waiting to be accepted.
     pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Bytes)>> {
         if let Some(accepted) = self.accept_queue.pop_front() {
+            self.early_resets = self.early_resets.saturating_sub(1);
             return Some(Ok(accepted));
         }
         if let Err(err) = self.check_alive() {

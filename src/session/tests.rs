@@ -536,3 +536,51 @@ fn invalid_config_gives_an_ended_session() {
     let err = s.end().unwrap().error();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+#[test]
+fn a_stream_aborted_before_accept_is_never_seen() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 1, b"first").unwrap();
+    h.recv(Command::Psh, 1, b"data").unwrap();
+    h.recv(Command::Fin, 1, b"cancelled").unwrap();
+    h.recv(Command::Syn, 2, b"second").unwrap();
+    assert_eq!(h.accept(), (2, Bytes::from_static(b"second")));
+    assert_eq!(h.s.stats().open_streams, 1);
+    assert_eq!(h.s.stats().recv_buffered_bytes, 0);
+    assert!(
+        h.transmit().is_empty(),
+        "nothing to answer for a stream nobody saw"
+    );
+}
+
+#[test]
+fn rapid_reset_churn_ends_the_session() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let mut result = Ok(());
+    for id in 0..=MAX_EARLY_RESETS {
+        h.recv(Command::Syn, id, b"").unwrap();
+        result = h.recv(Command::Fin, id, b"reset");
+        if result.is_err() {
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("rapid reset"), "{err}");
+    assert_eq!(h.s.stats().open_streams, 0, "the churn left nothing behind");
+}
+
+#[test]
+fn resets_balanced_by_accepted_streams_are_tolerated() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    for id in 0..(3 * MAX_EARLY_RESETS) {
+        h.recv(Command::Syn, 2 * id, b"").unwrap();
+        h.recv(Command::Fin, 2 * id, b"cancelled").unwrap();
+        h.recv(Command::Syn, 2 * id + 1, b"").unwrap();
+        let (accepted, _) = h.accept();
+        h.recv(Command::Fin, accepted, b"").unwrap();
+        h.s.app_drop(accepted);
+        h.transmit();
+    }
+    assert!(h.s.end().is_none());
+    assert_eq!(h.s.stats().open_streams, 0);
+}
