@@ -33,7 +33,7 @@ async fn client(mux: Mux, index: usize) -> std::io::Result<()> {
     let (mut reader, mut writer) = futures_lite::io::split(&mut stream);
     let write = async {
         writer.write_all(&data).await?;
-        std::io::Result::Ok(writer.close().await?)
+        writer.close().await
     };
     let read = async {
         let mut back = Vec::new();

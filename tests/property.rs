@@ -3,6 +3,7 @@
 //! random. Every stream must deliver exactly the bytes written, in order, with EOF where the
 //! writer closed or dropped the stream, and a reset error only where it aborted.
 
+#[allow(dead_code)] // each test crate uses part of the pipe
 mod pipe;
 
 use std::io::ErrorKind;
