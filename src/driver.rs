@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::{self, FutureExt as _};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::frame::{FrameIter, HEADER_LEN, MAX_BODY};
 use crate::shared::Shared;
+use crate::transmit::Transmit;
 
 /// Size of the buffer the reader fills from the connection: room for several full frames.
 const READ_BUFFER: usize = 256 << 10;
@@ -182,7 +182,7 @@ enum WriteStep {
 /// Takes frames from the session's scheduler and writes them, many frames per write, flushing
 /// whenever nothing more is ready.
 async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH + HEADER_LEN + MAX_BODY);
+    let mut out = Transmit::default();
     let mut unflushed = false;
     loop {
         let step = future::poll_fn(|cx| {
@@ -206,10 +206,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
         .await;
         let result = match step {
             WriteStep::Write => {
-                let result = write.write_all(&out).await;
-                out.clear();
                 unflushed = true;
-                result
+                write_batch(&mut write, &mut out).await
             }
             WriteStep::Flush => {
                 unflushed = false;
@@ -230,6 +228,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
             return io_failure(&shared, "write", err);
         }
     }
+}
+
+/// Writes the whole batch with vectored writes.
+async fn write_batch<W: AsyncWrite + Unpin>(write: &mut W, out: &mut Transmit) -> io::Result<()> {
+    while !out.is_empty() {
+        let written =
+            future::poll_fn(|cx| Pin::new(&mut *write).poll_write_vectored(cx, &out.io_slices()))
+                .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        out.advance(written);
+    }
+    Ok(())
 }
 
 /// Fires the session's timers: sends PINGs when due and ends the session when a PONG is late.

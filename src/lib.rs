@@ -91,6 +91,7 @@ mod session;
 mod shared;
 mod stats;
 mod stream;
+mod transmit;
 
 pub use config::Config;
 pub use driver::Driver;

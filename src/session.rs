@@ -31,10 +31,15 @@ use crate::frame::{
     encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
 };
 use crate::stats::Stats;
+use crate::transmit::Transmit;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
 const MAX_PENDING_REFUSALS: usize = 4096;
+
+/// PSH bodies at least this long are sent as shared slices of the send buffer instead of being
+/// copied into the write batch.
+const SHARED_BODY_MIN: usize = 2048;
 
 /// Most streams the peer may abort before the application accepts them, net of the streams the
 /// application does accept. Such streams are dropped from the backlog unseen; a peer that keeps
@@ -589,7 +594,7 @@ impl Session {
     /// Encodes frames to send into `out` until it holds at least `budget` bytes or nothing is
     /// ready. Control frames go first; then streams take turns, one frame each (round-robin), so
     /// one bulk stream cannot starve the others.
-    pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut, budget: usize, now: Instant) {
+    pub(crate) fn poll_transmit(&mut self, out: &mut Transmit, budget: usize, now: Instant) {
         if self.end.is_some() {
             return;
         }
@@ -605,10 +610,10 @@ impl Session {
     }
 
     /// Encodes one control frame, if any is waiting.
-    fn encode_control(&mut self, out: &mut BytesMut, now: Instant) -> bool {
+    fn encode_control(&mut self, out: &mut Transmit, now: Instant) -> bool {
         if self.liveness.pong_owed {
             self.liveness.pong_owed = false;
-            encode_frame(out, Command::Pong, 0, b"");
+            out.encode(|b| encode_frame(b, Command::Pong, 0, b""));
             return true;
         }
         if self.liveness.ping_wanted && self.liveness.ping_sent_at.is_none() {
@@ -618,16 +623,16 @@ impl Session {
                 .liveness
                 .interval
                 .map_or(u32::MAX, |d| d.as_millis().min(u32::MAX as u128) as u32);
-            PingInfo {
+            let ping = PingInfo {
                 next_ping_in_ms,
                 smolmux: true,
-            }
-            .encode_frame(out);
+            };
+            out.encode(|b| ping.encode_frame(b));
             self.wake.extend(self.timer_waker.take());
             return true;
         }
         if let Some(id) = self.refusals.pop_front() {
-            encode_frame(out, Command::Fin, id, b"");
+            out.encode(|b| encode_frame(b, Command::Fin, id, b""));
             self.wake_reader_if_room();
             return true;
         }
@@ -645,14 +650,14 @@ impl Session {
                 continue;
             }
             stream.peer_credits += credits;
-            encode_frame(out, Command::More, id, &(credits as u16).to_le_bytes());
+            out.encode(|b| encode_frame(b, Command::More, id, &(credits as u16).to_le_bytes()));
             return true;
         }
         false
     }
 
     /// Encodes the next frame of stream `id` and puts it back in line if it has more to send.
-    fn encode_data(&mut self, id: u32, out: &mut BytesMut) {
+    fn encode_data(&mut self, id: u32, out: &mut Transmit) {
         let max_body = self.config.max_frame_body;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -662,12 +667,22 @@ impl Session {
             None => {}
             Some(Command::Syn) => {
                 let metadata = stream.syn.take().unwrap_or_default();
-                encode_frame(out, Command::Syn, id, &metadata);
+                out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
             }
             Some(Command::Psh) => {
                 let len = stream.send_buf.len().min(max_body);
-                encode_frame(out, Command::Psh, id, &stream.send_buf[..len]);
-                stream.send_buf.advance(len);
+                if len >= SHARED_BODY_MIN {
+                    let header = Header {
+                        command: Command::Psh,
+                        body_len: len as u16,
+                        stream_id: id,
+                    };
+                    out.encode(|b| header.encode(b));
+                    out.push_shared(stream.send_buf.split_to(len).freeze());
+                } else {
+                    out.encode(|b| encode_frame(b, Command::Psh, id, &stream.send_buf[..len]));
+                    stream.send_buf.advance(len);
+                }
                 stream.send_credits -= 1;
                 self.send_buffered -= len;
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
@@ -681,7 +696,7 @@ impl Session {
                     }
                     _ => Bytes::new(),
                 };
-                encode_frame(out, Command::Fin, id, &reason);
+                out.encode(|b| encode_frame(b, Command::Fin, id, &reason));
                 tracing::debug!(id, "FIN sent");
                 self.wake.extend(stream.write_waker.take());
                 self.maybe_remove(id);

@@ -68,8 +68,9 @@ impl Harness {
 
     /// Everything the session wants to send now, as (command, stream id, body).
     fn transmit(&mut self) -> Vec<(Command, u32, Bytes)> {
-        let mut out = BytesMut::new();
+        let mut out = Transmit::default();
         self.s.poll_transmit(&mut out, usize::MAX, self.now);
+        let out = out.to_vec();
         let mut frames = FrameIter::new(&out);
         let mut result = Vec::new();
         while let Some((h, body)) = frames.next_frame().unwrap() {
@@ -182,8 +183,9 @@ fn control_frames_jump_the_data_queue() {
     h.write(id, &[0; 100]);
     h.recv(Command::Ping, 0, br#"{"next_ping_in_ms":5}"#)
         .unwrap();
-    let mut out = BytesMut::new();
+    let mut out = Transmit::default();
     h.s.poll_transmit(&mut out, 1, h.now); // room for one frame only
+    let out = out.to_vec();
     let (header, _) = FrameIter::new(&out).next_frame().unwrap().unwrap();
     assert_eq!(header.command, Command::Pong);
 }
