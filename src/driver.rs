@@ -90,11 +90,22 @@ impl fmt::Debug for Driver {
     }
 }
 
+/// Waits until the session has ended.
+async fn wait_for_end(shared: &Shared) {
+    loop {
+        let listener = shared.state_event.listen();
+        if shared.with(|s| s.end().is_some()) {
+            return;
+        }
+        listener.await;
+    }
+}
+
 fn io_failure(shared: &Shared, what: &str, err: io::Error) {
     shared.with(|s| s.fail(err.kind(), format!("connection {what} failed: {err}")));
 }
 
-/// Reads frames from the connection and hands them to the session, a buffer-full at a time.
+/// Reads frames from the connection and hands them to the session, many frames per lock.
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
     let mut buf = vec![0u8; READ_BUFFER];
     let (mut start, mut end) = (0, 0);
@@ -114,6 +125,40 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         .await;
         if !alive {
             return;
+        }
+        // Hand over the complete frames already read, stopping as soon as the session is full,
+        // so that it holds at most one frame past its limit.
+        let now = Instant::now();
+        let dispatched = shared.with(|s| {
+            let mut frames = FrameIter::new(&buf[start..end]);
+            while !s.reader_paused() {
+                let frame = frames.next_frame().map_err(io::Error::from);
+                match frame {
+                    Ok(Some((header, body))) => {
+                        if let Err(err) = s.on_frame(header, body, now) {
+                            let err = io::Error::from(err);
+                            s.fail(err.kind(), err.to_string());
+                            return None;
+                        }
+                    }
+                    Ok(None) => return Some((frames.consumed(), false)),
+                    Err(err) => {
+                        s.fail(err.kind(), err.to_string());
+                        return None;
+                    }
+                }
+            }
+            Some((frames.consumed(), true))
+        });
+        let Some((consumed, paused)) = dispatched else {
+            return;
+        };
+        start += consumed;
+        if start == end {
+            (start, end) = (0, 0);
+        }
+        if paused {
+            continue;
         }
         // Keep room for a whole frame after the partial one at the front.
         if buf.len() - end < HEADER_LEN + MAX_BODY {
@@ -137,37 +182,10 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
                     );
                 }
             });
-            return;
+            // The writer may still be sending our last FINs.
+            return wait_for_end(&shared).await;
         }
         end += n;
-        let now = Instant::now();
-        let consumed = shared.with(|s| {
-            let mut frames = FrameIter::new(&buf[start..end]);
-            loop {
-                match frames.next_frame() {
-                    Ok(Some((header, body))) => {
-                        if let Err(err) = s.on_frame(header, body, now) {
-                            let err = io::Error::from(err);
-                            s.fail(err.kind(), err.to_string());
-                            return None;
-                        }
-                    }
-                    Ok(None) => return Some(frames.consumed()),
-                    Err(err) => {
-                        let err = io::Error::from(err);
-                        s.fail(err.kind(), err.to_string());
-                        return None;
-                    }
-                }
-            }
-        });
-        match consumed {
-            Some(consumed) => start += consumed,
-            None => return,
-        }
-        if start == end {
-            (start, end) = (0, 0);
-        }
     }
 }
 
@@ -218,7 +236,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
                 if result.is_ok() {
                     shared.with(|s| s.on_write_closed());
                     // Nothing more to write; the reader goes on until the peer closes.
-                    future::pending::<()>().await;
+                    return wait_for_end(&shared).await;
                 }
                 result
             }

@@ -71,9 +71,23 @@ enum SendState {
     Open,
     FinQueued,
     FinSent,
-    AbortQueued(Bytes),
-    /// Nothing more will be sent: we aborted, or the peer reset or fully closed the stream.
-    Done(Option<Arc<str>>),
+    /// `abort()` was called: FIN with `wire` as its body goes out next; local operations fail
+    /// with `reason`.
+    AbortQueued {
+        wire: Bytes,
+        reason: Arc<str>,
+    },
+    /// Nothing more will be sent.
+    Done(SendEnd),
+}
+
+/// Why nothing more will be sent on a stream.
+#[derive(Debug)]
+enum SendEnd {
+    /// A picomux peer's FIN ended both directions.
+    PeerClosed,
+    /// Either side aborted the stream.
+    Reset(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -140,7 +154,7 @@ impl StreamState {
                 Some(Command::Psh)
             }
             SendState::FinQueued if self.send_buf.is_empty() => Some(Command::Fin),
-            SendState::AbortQueued(_) => Some(Command::Fin),
+            SendState::AbortQueued { .. } => Some(Command::Fin),
             _ => None,
         }
     }
@@ -196,6 +210,9 @@ pub(crate) struct Session {
     /// Every `Mux` handle is gone: end the session once the last stream is gone.
     mux_dropped: bool,
     write_closed: bool,
+    /// The peer closed the connection while we were still shutting down: end once our write
+    /// half is closed too.
+    peer_closed: bool,
     end: Option<SessionEnd>,
     writer_waker: Option<Waker>,
     reader_waker: Option<Waker>,
@@ -241,6 +258,7 @@ impl Session {
             shutdown: false,
             mux_dropped: false,
             write_closed: false,
+            peer_closed: false,
             end: None,
             writer_waker: None,
             reader_waker: None,
@@ -440,7 +458,7 @@ impl Session {
             stream.send_buf = BytesMut::new();
             if !stream.local_done() {
                 stream.syn = None;
-                stream.send = SendState::Done(Some(reason));
+                stream.send = SendState::Done(SendEnd::Reset(reason));
             }
         } else {
             tracing::debug!(id, "FIN received");
@@ -449,7 +467,7 @@ impl Session {
                 // A picomux peer's FIN ends both directions: bytes we sent now would be dropped.
                 self.send_buffered -= stream.send_buf.len();
                 stream.send_buf = BytesMut::new();
-                stream.send = SendState::Done(None);
+                stream.send = SendState::Done(SendEnd::PeerClosed);
             }
         }
         stream.wake_all(&mut self.wake);
@@ -497,8 +515,13 @@ impl Session {
         self.wake.extend(self.timer_waker.take());
     }
 
-    /// The connection reached end-of-file at a frame boundary.
+    /// The connection reached end-of-file at a frame boundary. If we are closing too (both
+    /// sides called `Mux::close`), the session ends once our own FINs are out.
     pub(crate) fn on_eof(&mut self) {
+        if self.shutdown && !self.write_closed {
+            self.peer_closed = true;
+            return;
+        }
         self.end_cleanly(
             io::ErrorKind::ConnectionAborted,
             "connection closed by peer",
@@ -509,19 +532,21 @@ impl Session {
     /// must first read (session receive buffer full) or the writer must catch up (refusals).
     /// Registers `waker` to be woken when reading may resume.
     pub(crate) fn reader_must_wait(&mut self, waker: &Waker) -> bool {
-        let full = self.recv_buffered >= self.config.session_receive_buffer
-            || self.refusals.len() >= MAX_PENDING_REFUSALS;
+        let full = self.reader_paused();
         if full && self.end.is_none() {
             self.reader_waker = Some(waker.clone());
         }
         full
     }
 
+    /// Whether the session takes no more frames for now (see [`Session::reader_must_wait`]).
+    pub(crate) fn reader_paused(&self) -> bool {
+        self.recv_buffered >= self.config.session_receive_buffer
+            || self.refusals.len() >= MAX_PENDING_REFUSALS
+    }
+
     fn wake_reader_if_room(&mut self) {
-        if self.reader_waker.is_some()
-            && self.recv_buffered < self.config.session_receive_buffer
-            && self.refusals.len() < MAX_PENDING_REFUSALS
-        {
+        if self.reader_waker.is_some() && !self.reader_paused() {
             self.wake.extend(self.reader_waker.take());
         }
     }
@@ -670,7 +695,10 @@ impl Session {
                 out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
             }
             Some(Command::Psh) => {
-                let len = stream.send_buf.len().min(max_body);
+                // Split what is queued evenly over the fewest frames, so a 64 KiB write does
+                // not cost a second credit for a 1-byte tail.
+                let queued = stream.send_buf.len();
+                let len = queued.div_ceil(queued.div_ceil(max_body));
                 if len >= SHARED_BODY_MIN {
                     let header = Header {
                         command: Command::Psh,
@@ -689,14 +717,14 @@ impl Session {
                 self.wake.extend(stream.write_waker.take());
             }
             Some(_) => {
-                let reason = match std::mem::replace(&mut stream.send, SendState::FinSent) {
-                    SendState::AbortQueued(reason) => {
-                        stream.send = SendState::Done(None);
-                        reason
+                let wire = match std::mem::replace(&mut stream.send, SendState::FinSent) {
+                    SendState::AbortQueued { wire, reason } => {
+                        stream.send = SendState::Done(SendEnd::Reset(reason));
+                        wire
                     }
                     _ => Bytes::new(),
                 };
-                out.encode(|b| encode_frame(b, Command::Fin, id, &reason));
+                out.encode(|b| encode_frame(b, Command::Fin, id, &wire));
                 tracing::debug!(id, "FIN sent");
                 self.wake.extend(stream.write_waker.take());
                 self.maybe_remove(id);
@@ -768,6 +796,11 @@ impl Session {
 
     /// Takes the oldest stream waiting to be accepted.
     pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Bytes)>> {
+        // After an orderly end, streams already queued are still handed out (they may hold
+        // data and their FIN); after a failure they are not.
+        if let Some(end) = self.end.as_ref().filter(|end| !end.is_clean()) {
+            return Some(Err(end.error()));
+        }
         if let Some(accepted) = self.accept_queue.pop_front() {
             self.early_resets = self.early_resets.saturating_sub(1);
             return Some(Ok(accepted));
@@ -870,7 +903,7 @@ impl Session {
         if stream.send_buf.is_empty() && stream.syn.is_none() {
             return Some(Ok(()));
         }
-        if let SendState::Done(_) | SendState::AbortQueued(_) = stream.send {
+        if let SendState::Done(_) | SendState::AbortQueued { .. } = stream.send {
             return Some(writable(stream));
         }
         if let Some(err) = session_error {
@@ -893,10 +926,12 @@ impl Session {
                 self.schedule_data(id);
             }
             SendState::FinSent => return Some(Ok(())),
-            // Closed by the peer (a picomux FIN) without a reason: nothing left to end.
-            SendState::Done(None) => return Some(Ok(())),
-            SendState::Done(Some(reason)) => return Some(Err(reset_error(reason))),
-            SendState::FinQueued | SendState::AbortQueued(_) => {}
+            // Closed by the peer (a picomux FIN): nothing left to end.
+            SendState::Done(SendEnd::PeerClosed) => return Some(Ok(())),
+            SendState::Done(SendEnd::Reset(reason)) | SendState::AbortQueued { reason, .. } => {
+                return Some(Err(reset_error(reason)))
+            }
+            SendState::FinQueued => {}
         }
         if let Some(err) = session_error {
             return Some(Err(err));
@@ -918,8 +953,12 @@ impl Session {
         }
         let reason = if end == 0 { "aborted" } else { &reason[..end] };
         tracing::debug!(id, reason, "stream aborted");
+        let local: Arc<str> = format!("aborted locally: {reason}").into();
         if !matches!(stream.send, SendState::FinSent | SendState::Done(_)) {
-            stream.send = SendState::AbortQueued(Bytes::copy_from_slice(reason.as_bytes()));
+            stream.send = SendState::AbortQueued {
+                wire: Bytes::copy_from_slice(reason.as_bytes()),
+                reason: local.clone(),
+            };
         }
         self.send_buffered -= stream.send_buf.len();
         stream.send_buf = BytesMut::new();
@@ -927,7 +966,7 @@ impl Session {
         stream.recv_bytes = 0;
         stream.recv_queue.clear();
         if !matches!(stream.recv, RecvState::Reset(_)) {
-            stream.recv = RecvState::Reset(format!("aborted locally: {reason}").into());
+            stream.recv = RecvState::Reset(local);
         }
         stream.wake_all(&mut self.wake);
         self.schedule_data(id);
@@ -1024,7 +1063,7 @@ impl Session {
     pub(crate) fn on_write_closed(&mut self) {
         self.write_closed = true;
         self.notify_state = true;
-        if self.mux_dropped && self.streams.is_empty() {
+        if self.peer_closed || (self.mux_dropped && self.streams.is_empty()) {
             self.end_cleanly(io::ErrorKind::NotConnected, "session closed");
         }
     }
@@ -1059,14 +1098,12 @@ fn reset_error(reason: &str) -> io::Error {
 fn writable(stream: &StreamState) -> io::Result<()> {
     match &stream.send {
         SendState::Open => Ok(()),
-        SendState::Done(Some(reason)) => Err(reset_error(reason)),
-        SendState::Done(None) => Err(io::Error::new(
+        SendState::Done(SendEnd::Reset(reason)) | SendState::AbortQueued { reason, .. } => {
+            Err(reset_error(reason))
+        }
+        SendState::Done(SendEnd::PeerClosed) => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "the peer closed the stream (a picomux peer's FIN ends both directions)",
-        )),
-        SendState::AbortQueued(_) => Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "stream aborted locally",
         )),
         SendState::FinQueued | SendState::FinSent => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,

@@ -586,3 +586,34 @@ fn resets_balanced_by_accepted_streams_are_tolerated() {
     assert!(h.s.end().is_none());
     assert_eq!(h.s.stats().open_streams, 0);
 }
+
+#[test]
+fn queued_bytes_are_split_evenly_over_the_fewest_frames() {
+    let mut h = Harness::new(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, &[1; 65_536]);
+    let sizes: Vec<usize> = h
+        .transmit()
+        .iter()
+        .filter(|f| f.0 == Command::Psh)
+        .map(|f| f.2.len())
+        .collect();
+    assert_eq!(sizes, vec![32_768, 32_768]);
+}
+
+#[test]
+fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, b"last bytes");
+    h.s.app_close_session();
+    h.s.on_eof();
+    assert!(h.s.end().is_none(), "our FIN is not out yet");
+    assert_eq!(
+        commands(&h.transmit()),
+        vec![Command::Syn, Command::Psh, Command::Fin]
+    );
+    assert!(h.s.should_close_write());
+    h.s.on_write_closed();
+    assert!(h.s.end().unwrap().is_clean());
+}
