@@ -186,6 +186,9 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
             return wait_for_end(&shared).await;
         }
         end += n;
+        // The connection may always have more to read: let other tasks run (the streams' readers
+        // and writers this one just woke) instead of holding the thread.
+        future::yield_now().await;
     }
 }
 
@@ -225,7 +228,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
         let result = match step {
             WriteStep::Write => {
                 unflushed = true;
-                write_batch(&mut write, &mut out).await
+                let result = write_batch(&mut write, &mut out).await;
+                future::yield_now().await;
+                result
             }
             WriteStep::Flush => {
                 unflushed = false;

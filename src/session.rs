@@ -41,6 +41,9 @@ const MAX_PENDING_REFUSALS: usize = 4096;
 /// copied into the write batch.
 const SHARED_BODY_MIN: usize = 2048;
 
+/// PINGs sent back to back at the start of a session to measure the path's round trip.
+const STARTUP_RTT_SAMPLES: u8 = 3;
+
 /// Most streams the peer may abort before the application accepts them, net of the streams the
 /// application does accept. Such streams are dropped from the backlog unseen; a peer that keeps
 /// opening and resetting streams (the HTTP/2 "rapid reset" attack) ends the session.
@@ -114,6 +117,8 @@ struct StreamState {
     window: u32,
     /// In `grant_queue`, waiting for a MORE.
     grant_scheduled: bool,
+    /// When our latest MORE for this stream was encoded.
+    last_grant_at: Option<Instant>,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
     data_scheduled: bool,
     /// The user's handle is gone: received data is discarded and credited back at once.
@@ -135,6 +140,7 @@ impl StreamState {
             peer_credits: INITIAL_CREDITS,
             window: INITIAL_CREDITS,
             grant_scheduled: false,
+            last_grant_at: None,
             data_scheduled: false,
             handle_dropped: false,
             read_waker: None,
@@ -183,6 +189,10 @@ struct Liveness {
     next_ping_at: Option<Instant>,
     pong_owed: bool,
     last_rtt: Option<Duration>,
+    /// The smallest round trip seen: the path's delay without the queues our own traffic builds.
+    min_rtt: Option<Duration>,
+    /// Round trips measured so far (counting up to [`STARTUP_RTT_SAMPLES`]).
+    rtt_samples: u8,
 }
 
 /// The state of one session. See the module documentation.
@@ -237,6 +247,8 @@ impl Session {
             next_ping_at: None,
             pong_owed: false,
             last_rtt: None,
+            min_rtt: None,
+            rtt_samples: 0,
         };
         let mut session = Session {
             max_window: config.max_stream_window(),
@@ -338,7 +350,7 @@ impl Session {
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
         match header.command {
             Command::Syn => self.on_syn(id, body),
-            Command::Psh => self.on_psh(id, body),
+            Command::Psh => self.on_psh(id, body, now),
             Command::Fin => self.on_fin(id, body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
@@ -392,7 +404,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_psh(&mut self, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
+    fn on_psh(&mut self, id: u32, body: &[u8], now: Instant) -> Result<(), ProtocolError> {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // the stream may have just closed
         };
@@ -419,15 +431,8 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
-        // The sender spent its last credit while the application keeps up: the window, not the
-        // reader, limits this stream, so grow it (bounded by stream_receive_buffer).
-        if stream.peer_credits == 0
-            && stream.recv_queue.len() as u32 <= stream.window / 2
-            && stream.window < self.max_window
-        {
-            stream.window = (stream.window * 2).min(self.max_window);
-            tracing::trace!(id, window = stream.window, "receive window grown");
-            self.consider_grant(id);
+        if stream.peer_credits == 0 {
+            self.tune_window(id, now);
         }
         Ok(())
     }
@@ -511,7 +516,16 @@ impl Session {
         let rtt = now.saturating_duration_since(sent_at);
         tracing::trace!(?rtt, "PONG received");
         self.liveness.last_rtt = Some(rtt);
-        self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
+        self.liveness.min_rtt = Some(self.liveness.min_rtt.map_or(rtt, |min| min.min(rtt)));
+        if self.liveness.rtt_samples < STARTUP_RTT_SAMPLES {
+            // A few PINGs in a row at the start, so one slow first answer (the peer may still be
+            // starting) does not stand as the path's RTT.
+            self.liveness.rtt_samples += 1;
+            self.liveness.ping_wanted = true;
+            self.wake_writer();
+        } else {
+            self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
+        }
         self.wake.extend(self.timer_waker.take());
     }
 
@@ -675,6 +689,7 @@ impl Session {
                 continue;
             }
             stream.peer_credits += credits;
+            stream.last_grant_at = Some(now);
             out.encode(|b| encode_frame(b, Command::More, id, &(credits as u16).to_le_bytes()));
             return true;
         }
@@ -753,6 +768,30 @@ impl Session {
         stream.grant_scheduled = true;
         self.grant_queue.push_back(id);
         self.wake_writer();
+    }
+
+    /// Auto-tunes the window of stream `id` when, at `now`, the peer has just spent its last
+    /// credit. If it spent our latest grant within two round trips of our sending it, while the
+    /// application keeps up with the data, then the window, not the reader, limits the stream:
+    /// it doubles, up to `stream_receive_buffer`. Judged against the smallest RTT seen, the
+    /// window settles near the path's bandwidth-delay product instead of growing with the queue
+    /// it builds itself (which would delay every other stream's frames behind it).
+    fn tune_window(&mut self, id: u32, now: Instant) {
+        let (max_window, min_rtt) = (self.max_window, self.liveness.min_rtt);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (Some(granted_at), Some(rtt)) = (stream.last_grant_at, min_rtt) else {
+            return;
+        };
+        let app_keeps_up = stream.recv_queue.len() as u32 <= stream.window / 4;
+        if app_keeps_up
+            && now.saturating_duration_since(granted_at) < 2 * rtt
+            && stream.window < max_window
+        {
+            stream.window = (stream.window * 2).min(max_window);
+            tracing::trace!(id, window = stream.window, "receive window grown");
+        }
     }
 
     // ----- operations of the application -----

@@ -234,7 +234,8 @@ fn frames_for_unknown_stream_ids_are_ignored() {
 #[test]
 fn unsolicited_pong_does_not_update_rtt() {
     run(async {
-        // Without a ping interval the mux sends exactly one PING, at the start.
+        // Without a ping interval the mux pings only at the start: four PINGs in a row, each
+        // sent when the previous one is answered, to measure the path's round trip.
         let config = Config {
             ping_interval: None,
             ..Config::default()
@@ -249,9 +250,16 @@ fn unsolicited_pong_does_not_update_rtt() {
         let _s1 = mux.accept().await.unwrap();
         assert_eq!(mux.last_rtt(), None, "our PING is outstanding: no RTT yet");
 
-        mock.send(&concat(&[pong(), syn(2, b"sync")])).await;
-        let _s2 = mux.accept().await.unwrap();
-        let measured = mux.last_rtt().expect("the PONG answered our PING");
+        let mut synced = Vec::new();
+        for round in 0..4u32 {
+            if round > 0 {
+                mock.expect_ping().await;
+            }
+            mock.send(&concat(&[pong(), syn(10 + round, b"sync")]))
+                .await;
+            synced.push(mux.accept().await.unwrap());
+        }
+        let measured = mux.last_rtt().expect("the PONGs answered our PINGs");
 
         // No PING of ours is outstanding now: later PONGs answer nothing. Had one been taken
         // for an answer, the RTT would have changed (we waited in between).

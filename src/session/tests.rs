@@ -215,6 +215,30 @@ fn pong_measures_rtt_and_unsolicited_pong_is_ignored() {
     );
 }
 
+/// Answers the PINGs a new session sends back to back, each after `rtt`.
+fn answer_startup_pings(h: &mut Harness, rtts: &[u64]) {
+    for (i, &rtt) in rtts.iter().enumerate() {
+        if i > 0 {
+            assert_eq!(
+                commands(&h.transmit()),
+                vec![Command::Ping],
+                "startup ping {i}"
+            );
+        }
+        h.now += Duration::from_millis(rtt);
+        h.recv(Command::Pong, 0, b"").unwrap();
+    }
+}
+
+#[test]
+fn startup_pings_measure_the_smallest_rtt() {
+    let mut h = Harness::new(Config::default());
+    answer_startup_pings(&mut h, &[40, 3, 9, 5]);
+    assert_eq!(h.s.last_rtt(), Some(Duration::from_millis(5)));
+    assert_eq!(h.s.liveness.min_rtt, Some(Duration::from_millis(3)));
+    assert!(h.transmit().is_empty(), "no more PINGs until the interval");
+}
+
 #[test]
 fn ping_is_sent_every_interval_and_a_late_pong_ends_the_session() {
     let config = Config {
@@ -224,7 +248,7 @@ fn ping_is_sent_every_interval_and_a_late_pong_ends_the_session() {
     };
     let mut h = Harness::new(config);
     assert_eq!(h.s.next_timeout(), Some(h.now + Duration::from_secs(3)));
-    h.recv(Command::Pong, 0, b"").unwrap();
+    answer_startup_pings(&mut h, &[1, 1, 1, 1]);
     let next = h.now + Duration::from_secs(10);
     assert_eq!(h.s.next_timeout(), Some(next));
     h.now = next;
@@ -341,17 +365,18 @@ fn reads_release_credits_in_batches() {
     );
 }
 
-#[test]
-fn window_grows_while_the_reader_keeps_up_and_stops_at_the_limit() {
-    let config = Config::default();
-    let max_window = config.max_stream_window();
-    let mut h = Harness::new(config);
+/// Plays a bulk sender on stream 1 that spends every credit, while the application reads each
+/// frame as it arrives and `per_frame` passes per frame; returns the window reached.
+fn window_after_bulk(per_frame: Duration) -> u32 {
+    let mut h = Harness::new(Config::default());
+    h.now += Duration::from_millis(10);
+    h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
     h.recv(Command::Syn, 1, b"").unwrap();
     h.accept();
     let mut granted = INITIAL_CREDITS;
     for _ in 0..40 {
-        // The peer spends every credit; we read each frame as it comes.
         for _ in 0..granted {
+            h.now += per_frame;
             h.recv(Command::Psh, 1, b"x").unwrap();
             h.read(1, 1).unwrap().unwrap();
         }
@@ -362,9 +387,24 @@ fn window_grows_while_the_reader_keeps_up_and_stops_at_the_limit() {
             .map(|f| u16::from_le_bytes([f.2[0], f.2[1]]) as u32)
             .sum();
     }
-    let window = h.s.streams[&1].window;
-    assert_eq!(window, max_window);
-    assert!(window as usize * MAX_BODY <= h.s.config.stream_receive_buffer);
+    h.s.streams[&1].window
+}
+
+#[test]
+fn window_grows_to_the_limit_when_it_is_read_faster_than_the_rtt() {
+    let config = Config::default();
+    let window = window_after_bulk(Duration::from_micros(10));
+    assert_eq!(window, config.max_stream_window());
+    assert!(window as usize * MAX_BODY <= config.stream_receive_buffer);
+}
+
+#[test]
+fn window_stays_small_when_the_rtt_does_not_limit_the_stream() {
+    // Each half window takes far longer than two round trips: a bigger window would only queue.
+    assert_eq!(
+        window_after_bulk(Duration::from_millis(10)),
+        INITIAL_CREDITS
+    );
 }
 
 #[test]
