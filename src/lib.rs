@@ -87,6 +87,7 @@ mod config;
 mod driver;
 pub mod frame;
 mod mux;
+mod send_buffer;
 mod session;
 mod shared;
 mod stats;

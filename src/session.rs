@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 use crate::config::Config;
 use crate::frame::{
     encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
 };
+use crate::send_buffer::SendBuffer;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
@@ -105,7 +106,7 @@ struct StreamState {
     /// Metadata of a stream we opened, until its SYN is encoded.
     syn: Option<Bytes>,
     send: SendState,
-    send_buf: BytesMut,
+    send_buf: SendBuffer,
     /// Credits the peer granted us: PSH frames we may still send.
     send_credits: u32,
     recv: RecvState,
@@ -132,7 +133,7 @@ impl StreamState {
         StreamState {
             syn,
             send: SendState::Open,
-            send_buf: BytesMut::new(),
+            send_buf: SendBuffer::default(),
             send_credits: INITIAL_CREDITS,
             recv: RecvState::Open,
             recv_queue: VecDeque::new(),
@@ -199,7 +200,8 @@ struct Liveness {
 pub(crate) struct Session {
     config: Config,
     max_window: u32,
-    streams: HashMap<u32, StreamState>,
+    /// Boxed, so that the table's spare capacity costs a pointer per slot, not a whole state.
+    streams: HashMap<u32, Box<StreamState>>,
     next_id: u32,
     id_step: u32,
     peer_is_smolmux: bool,
@@ -397,7 +399,7 @@ impl Session {
             return Ok(());
         }
         tracing::debug!(id, "stream opened by peer");
-        self.streams.insert(id, StreamState::new(None));
+        self.streams.insert(id, Box::new(StreamState::new(None)));
         self.accept_queue
             .push_back((id, Bytes::copy_from_slice(metadata)));
         self.notify_accept = true;
@@ -460,7 +462,7 @@ impl Session {
             stream.recv_queue.clear();
             stream.recv = RecvState::Reset(reason.clone());
             self.send_buffered -= stream.send_buf.len();
-            stream.send_buf = BytesMut::new();
+            stream.send_buf.clear();
             if !stream.local_done() {
                 stream.syn = None;
                 stream.send = SendState::Done(SendEnd::Reset(reason));
@@ -471,7 +473,7 @@ impl Session {
             if !peer_is_smolmux && matches!(stream.send, SendState::Open | SendState::FinQueued) {
                 // A picomux peer's FIN ends both directions: bytes we sent now would be dropped.
                 self.send_buffered -= stream.send_buf.len();
-                stream.send_buf = BytesMut::new();
+                stream.send_buf.clear();
                 stream.send = SendState::Done(SendEnd::PeerClosed);
             }
         }
@@ -714,18 +716,19 @@ impl Session {
                 // not cost a second credit for a 1-byte tail.
                 let queued = stream.send_buf.len();
                 let len = queued.div_ceil(queued.div_ceil(max_body));
-                if len >= SHARED_BODY_MIN {
-                    let header = Header {
-                        command: Command::Psh,
-                        body_len: len as u16,
-                        stream_id: id,
-                    };
-                    out.encode(|b| header.encode(b));
-                    out.push_shared(stream.send_buf.split_to(len).freeze());
-                } else {
-                    out.encode(|b| encode_frame(b, Command::Psh, id, &stream.send_buf[..len]));
-                    stream.send_buf.advance(len);
-                }
+                let header = Header {
+                    command: Command::Psh,
+                    body_len: len as u16,
+                    stream_id: id,
+                };
+                out.encode(|b| header.encode(b));
+                stream.send_buf.take(len, |piece| {
+                    if piece.len() >= SHARED_BODY_MIN {
+                        out.push_shared(piece);
+                    } else {
+                        out.encode(|b| b.extend_from_slice(&piece));
+                    }
+                });
                 stream.send_credits -= 1;
                 self.send_buffered -= len;
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
@@ -828,7 +831,8 @@ impl Session {
             }
         };
         tracing::debug!(id, "stream opened");
-        self.streams.insert(id, StreamState::new(Some(metadata)));
+        self.streams
+            .insert(id, Box::new(StreamState::new(Some(metadata))));
         self.schedule_data(id);
         Ok(id)
     }
@@ -895,6 +899,10 @@ impl Session {
                 stream.recv_queue.pop_front();
             }
         }
+        if stream.recv_queue.is_empty() {
+            // An idle stream keeps no queue allocation.
+            stream.recv_queue = VecDeque::new();
+        }
         stream.recv_bytes -= copied;
         self.recv_buffered -= copied;
         self.consider_grant(id);
@@ -926,7 +934,7 @@ impl Session {
             return None;
         }
         let n = room.min(data.len());
-        stream.send_buf.extend_from_slice(&data[..n]);
+        stream.send_buf.push(&data[..n]);
         self.send_buffered += n;
         self.schedule_data(id);
         Some(Ok(n))
@@ -1000,7 +1008,7 @@ impl Session {
             };
         }
         self.send_buffered -= stream.send_buf.len();
-        stream.send_buf = BytesMut::new();
+        stream.send_buf.clear();
         self.recv_buffered -= stream.recv_bytes;
         stream.recv_bytes = 0;
         stream.recv_queue.clear();
@@ -1095,7 +1103,7 @@ impl Session {
             && !self.write_closed
             && self.data_queue.is_empty()
             && self.refusals.is_empty()
-            && self.streams.values().all(StreamState::local_done)
+            && self.streams.values().all(|stream| stream.local_done())
     }
 
     /// The write half is closed. If nothing is left to use the session, it ends here.
