@@ -37,16 +37,17 @@ pub struct Config {
     /// A SYN past it is refused with FIN at once, and the session goes on. Default: 256.
     pub accept_backlog: usize,
     /// How often to send a PING to check that the peer is alive and to measure the round trip.
-    /// `None` sends only the first PING (which also announces smolmux's extensions) and never
-    /// times the session out. Default: 30 s.
+    /// `None` sends only the start-up PINGs (which announce smolmux's extensions and measure the
+    /// path's round trip) and never times the session out. Default: 30 s.
     pub ping_interval: Option<Duration>,
     /// How long to wait for the PONG that answers a PING before the session ends with
     /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. Default: 30 s.
     pub ping_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
     /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). The
-    /// stream's window grows towards this limit while the application keeps up. It must be at
-    /// least 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    /// stream's window grows towards this limit when it, not the application, limits the stream
+    /// (judged against the measured round trip). It must be at least 655,350 bytes, since the
+    /// protocol gives every new stream 10 credits. Default: 4 MiB.
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read. When it is reached
     /// the driver stops reading the connection until the application reads, so memory stays

@@ -17,7 +17,8 @@
 //! - **Flow control**: the receiver grants credits as the application reads, so a stream whose
 //!   reader stalls stops its sender without slowing the other streams, and memory stays within
 //!   [`Config::stream_receive_buffer`] per stream and [`Config::session_receive_buffer`] in all.
-//!   A stream's window grows while its reader keeps up, so one stream can fill a fast link.
+//!   A stream's window grows when it, not the reader, limits the stream (judged against the
+//!   measured round trip), so one stream can fill a fast link without queueing in front of others.
 //! - **Liveness**: with [`Config::ping_interval`] set, the session pings the peer and ends with
 //!   [`std::io::ErrorKind::TimedOut`] if a PONG does not come within [`Config::ping_timeout`];
 //!   [`Mux::last_rtt`] reports the latest round trip.
