@@ -85,7 +85,8 @@ impl Stream {
 
     /// Aborts the stream in both directions. Unsent bytes are discarded; the peer's pending and
     /// later reads and writes fail with [`io::ErrorKind::ConnectionReset`] and `reason` (between
-    /// smolmux peers; a picomux peer sees a plain close). Later operations here fail too.
+    /// smolmux peers; a picomux peer sees a plain close). Later operations here fail too. A
+    /// stream aborted before the peer accepted it is dropped from the peer's backlog unseen.
     ///
     /// ```
     /// # smol::block_on(async {
@@ -99,9 +100,9 @@ impl Stream {
     /// use futures_lite::AsyncReadExt;
     ///
     /// let stream = a.open(b"").await?;
+    /// let mut peer = b.accept().await?;
     /// stream.abort("no longer needed");
     ///
-    /// let mut peer = b.accept().await?;
     /// let err = peer.read(&mut [0; 16]).await.unwrap_err();
     /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
     /// assert!(err.to_string().contains("no longer needed"));
