@@ -120,10 +120,16 @@ impl Mux {
 
     /// Closes the session gracefully: every stream sends FIN after its queued bytes, the
     /// connection is flushed and its write half closed. Streams waiting to be accepted are
-    /// closed too, and no new streams can be opened or accepted. Bytes the peer sends before it
-    /// closes the connection can still be read.
+    /// closed too, and no new streams can be opened or accepted.
     ///
     /// Returns once the write half is closed, or with the session's error if it ended first.
+    ///
+    /// A smolmux peer ends its session when it reads the end of the connection, so replies it
+    /// has not sent by then are lost: read what you expect back before calling `close` (use
+    /// `Stream::close`, a half-close, to tell the peer you are done writing). The write half is
+    /// closed with the writer's `poll_close`; for a connection whose `close` does not shut down
+    /// the socket's write direction (async-std's `TcpStream` only flushes), call
+    /// `shutdown(Shutdown::Write)` on it afterwards so that the peer sees the end.
     pub async fn close(&self) -> io::Result<()> {
         self.shared.with(|s| s.app_close_session());
         loop {

@@ -208,7 +208,8 @@ pub(crate) struct Session {
     accept_queue: VecDeque<(u32, Bytes)>,
     /// Streams the peer aborted before they were accepted, less streams accepted since.
     early_resets: u32,
-    refusals: VecDeque<u32>,
+    /// Refused SYNs to answer, with the reason the FIN carries.
+    refusals: VecDeque<(u32, &'static str)>,
     data_queue: VecDeque<u32>,
     grant_queue: VecDeque<u32>,
     liveness: Liveness,
@@ -384,17 +385,17 @@ impl Session {
             return Err(ProtocolError(format!("duplicate SYN for open stream {id}")));
         }
         let refuse = if self.closing {
-            Some("session closing")
+            Some("stream refused: session closing")
         } else if self.streams.len() >= self.config.max_streams {
-            Some("max_streams reached")
+            Some("stream refused: max_streams reached")
         } else if self.accept_queue.len() >= self.config.accept_backlog {
-            Some("accept backlog full")
+            Some("stream refused: accept backlog full")
         } else {
             None
         };
         if let Some(why) = refuse {
             tracing::debug!(id, why, "refusing stream");
-            self.refusals.push_back(id);
+            self.refusals.push_back((id, why));
             self.wake_writer();
             return Ok(());
         }
@@ -672,8 +673,11 @@ impl Session {
             self.wake.extend(self.timer_waker.take());
             return true;
         }
-        if let Some(id) = self.refusals.pop_front() {
-            out.encode(|b| encode_frame(b, Command::Fin, id, b""));
+        if let Some((id, why)) = self.refusals.pop_front() {
+            // A FIN with a reason: a smolmux opener sees its reads and writes fail with it (an
+            // empty FIN would read as a half-close, and its writes would wait for credits that
+            // never come); a picomux opener sees its stream end.
+            out.encode(|b| encode_frame(b, Command::Fin, id, why.as_bytes()));
             self.wake_reader_if_room();
             return true;
         }

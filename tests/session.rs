@@ -779,7 +779,11 @@ fn accept_backlog_overflow_is_refused_with_fin_and_session_goes_on() {
         mock.send(&concat(&syns)).await;
         for i in BACKLOG..BACKLOG + 5 {
             let refusal = mock.expect(Command::Fin, 100 + i).await;
-            assert!(refusal.body.is_empty(), "a refusal is an empty FIN");
+            assert_eq!(
+                refusal.body,
+                b"stream refused: accept backlog full"[..],
+                "a refusal is a FIN with the reason"
+            );
         }
         assert!(mux.is_alive());
         let stats = mux.stats();
@@ -822,7 +826,7 @@ fn max_streams_overflow_is_refused_with_fin_and_open_fails() {
         mock.send(&concat(&syns)).await;
         for id in 5..=9 {
             let refusal = mock.expect(Command::Fin, id).await;
-            assert!(refusal.body.is_empty());
+            assert_eq!(refusal.body, b"stream refused: max_streams reached"[..]);
         }
         assert!(mux.is_alive());
         assert_eq!(mux.stats().open_streams, 4);
@@ -847,7 +851,7 @@ fn max_streams_overflow_is_refused_with_fin_and_open_fails() {
 }
 
 #[test]
-fn refused_opens_read_eof() {
+fn refused_opens_fail_with_the_reason_and_free_their_slots() {
     run(async {
         let b_config = Config {
             accept_backlog: 2,
@@ -860,12 +864,26 @@ fn refused_opens_read_eof() {
         }
         for stream in &mut streams[2..] {
             let mut buf = Vec::new();
-            stream.read_to_end(&mut buf).await.unwrap();
-            assert!(buf.is_empty());
+            assert_err(
+                stream.read_to_end(&mut buf).await.map(drop),
+                ErrorKind::ConnectionReset,
+                "accept backlog full",
+            );
+            // Writes fail too, instead of waiting for credits that never come.
+            assert_err(
+                stream.write_all(&[0; 1 << 20]).await,
+                ErrorKind::ConnectionReset,
+                "accept backlog full",
+            );
         }
         for i in 0u8..2 {
             assert_eq!(pair.b.accept().await.unwrap().metadata(), &[i]);
         }
+        streams.truncate(2);
+        eventually("the refused streams left the opener's table", || {
+            pair.a.stats().open_streams == 2
+        })
+        .await;
         assert!(pair.a.is_alive() && pair.b.is_alive());
     });
 }

@@ -321,13 +321,37 @@ fn syn_past_the_accept_backlog_or_max_streams_is_refused_with_fin() {
     for id in 1..=3 {
         h.recv(Command::Syn, id, b"").unwrap();
     }
-    assert_eq!(h.transmit(), vec![(Command::Fin, 3, Bytes::new())]);
+    let refusal =
+        |id: u32, why: &'static str| (Command::Fin, id, Bytes::from_static(why.as_bytes()));
+    assert_eq!(
+        h.transmit(),
+        vec![refusal(3, "stream refused: accept backlog full")]
+    );
     h.accept();
     h.recv(Command::Syn, 4, b"").unwrap();
     h.s.app_open(Bytes::new()).unwrap_err(); // three open: max_streams
     h.recv(Command::Syn, 5, b"").unwrap();
-    assert_eq!(h.transmit(), vec![(Command::Fin, 5, Bytes::new())]);
+    assert_eq!(
+        h.transmit(),
+        vec![refusal(5, "stream refused: max_streams reached")]
+    );
     assert!(h.s.end().is_none());
+}
+
+#[test]
+fn a_refused_stream_fails_its_reads_and_writes_and_frees_its_slot() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.write(id, b"never delivered");
+    h.transmit();
+    h.recv(Command::Fin, id, b"stream refused: accept backlog full")
+        .unwrap();
+    let err = h.read(id, 10).unwrap().unwrap_err();
+    assert!(err.to_string().contains("accept backlog full"), "{err}");
+    let err = h.s.app_write(id, b"more", &noop()).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    h.s.app_drop(id);
+    assert_eq!(h.s.stats().open_streams, 0, "the slot is free again");
 }
 
 #[test]
