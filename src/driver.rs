@@ -8,6 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -17,6 +18,8 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::{self, FutureExt as _};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use tracing::Instrument as _;
+
 use crate::frame::{FrameIter, HEADER_LEN, MAX_BODY};
 use crate::shared::Shared;
 use crate::transmit::Transmit;
@@ -25,6 +28,9 @@ use crate::transmit::Transmit;
 const READ_BUFFER: usize = 256 << 10;
 /// Bytes of frames the writer gathers before one write to the connection.
 const WRITE_BATCH: usize = 256 << 10;
+
+/// Numbers sessions in log events (the `session` field of the `smolmux` span).
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 
 /// The future that runs a session's I/O; from [`Mux::new`](crate::Mux::new).
 ///
@@ -46,9 +52,13 @@ impl Driver {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("smolmux", session);
+        span.in_scope(|| tracing::debug!("session started"));
         let run = read_loop(shared.clone(), read)
             .or(write_loop(shared.clone(), write))
-            .or(timer_loop(shared.clone()));
+            .or(timer_loop(shared.clone()))
+            .instrument(span);
         Driver {
             shared,
             run: Box::pin(run),

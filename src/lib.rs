@@ -76,6 +76,15 @@
 //! # }
 //! ```
 //!
+//! # Observability
+//!
+//! smolmux logs with [`tracing`](https://docs.rs/tracing), inside a `smolmux` span whose
+//! `session` field numbers the sessions of the process: session start and orderly end at
+//! `debug`, an end by error at `info` (`warn` when the peer broke the protocol), stream opens,
+//! closes, refusals and aborts at `debug`, and every frame sent or received at `trace`.
+//! [`Mux::stats`] gives gauges (open streams, streams waiting to be accepted, bytes buffered
+//! each way) to export as metrics, and [`Mux::last_rtt`] the latest measured round trip.
+//!
 //! # Modules
 //!
 //! The protocol logic ([`frame`] and the session state machine) does no I/O and is tested on its

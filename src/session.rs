@@ -322,8 +322,10 @@ impl Session {
         }
         if clean {
             tracing::debug!(%message, "session ended");
+        } else if kind == io::ErrorKind::InvalidData {
+            tracing::warn!(%message, "session ended: the peer broke the protocol");
         } else {
-            tracing::warn!(%message, ?kind, "session failed");
+            tracing::info!(%message, ?kind, "session ended with an error");
         }
         self.end = Some(SessionEnd {
             kind,
@@ -655,6 +657,7 @@ impl Session {
     fn encode_control(&mut self, out: &mut Transmit, now: Instant) -> bool {
         if self.liveness.pong_owed {
             self.liveness.pong_owed = false;
+            tracing::trace!("PONG sent");
             out.encode(|b| encode_frame(b, Command::Pong, 0, b""));
             return true;
         }
@@ -669,6 +672,7 @@ impl Session {
                 next_ping_in_ms,
                 smolmux: true,
             };
+            tracing::trace!("PING sent");
             out.encode(|b| ping.encode_frame(b));
             self.wake.extend(self.timer_waker.take());
             return true;
@@ -677,6 +681,7 @@ impl Session {
             // A FIN with a reason: a smolmux opener sees its reads and writes fail with it (an
             // empty FIN would read as a half-close, and its writes would wait for credits that
             // never come); a picomux opener sees its stream end.
+            tracing::trace!(id, why, "refusal sent");
             out.encode(|b| encode_frame(b, Command::Fin, id, why.as_bytes()));
             self.wake_reader_if_room();
             return true;
@@ -696,6 +701,7 @@ impl Session {
             }
             stream.peer_credits += credits;
             stream.last_grant_at = Some(now);
+            tracing::trace!(id, credits, "MORE sent");
             out.encode(|b| encode_frame(b, Command::More, id, &(credits as u16).to_le_bytes()));
             return true;
         }
@@ -713,6 +719,7 @@ impl Session {
             None => {}
             Some(Command::Syn) => {
                 let metadata = stream.syn.take().unwrap_or_default();
+                tracing::trace!(id, len = metadata.len(), "SYN sent");
                 out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
             }
             Some(Command::Psh) => {
@@ -720,6 +727,7 @@ impl Session {
                 // not cost a second credit for a 1-byte tail.
                 let queued = stream.send_buf.len();
                 let len = queued.div_ceil(queued.div_ceil(max_body));
+                tracing::trace!(id, len, "PSH sent");
                 let header = Header {
                     command: Command::Psh,
                     body_len: len as u16,
