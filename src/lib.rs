@@ -22,6 +22,9 @@
 //! - **Liveness**: with [`Config::ping_interval`] set, the session pings the peer and ends with
 //!   [`std::io::ErrorKind::TimedOut`] if a PONG does not come within [`Config::ping_timeout`];
 //!   [`Mux::last_rtt`] reports the latest round trip.
+//! - **Limits**: [`Config::max_streams`] and [`Config::accept_backlog`] bound the streams; a
+//!   stream the peer opens past them is refused at once (its opener sees the reason) and the
+//!   session goes on. Every limit and its default is listed in `docs/security.md`.
 //! - **Failure**: a peer that breaks the protocol ends the session with
 //!   [`std::io::ErrorKind::InvalidData`] and a message naming the problem; when the connection
 //!   dies, every pending and later operation fails promptly, and the driver resolves with the
