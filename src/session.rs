@@ -691,7 +691,9 @@ impl Session {
                 continue;
             };
             stream.grant_scheduled = false;
-            let outstanding = stream.peer_credits + stream.recv_queue.len() as u32;
+            let outstanding = stream
+                .peer_credits
+                .saturating_add(stream.recv_queue.len() as u32);
             let credits = stream
                 .window
                 .saturating_sub(outstanding)
@@ -774,7 +776,9 @@ impl Session {
         if stream.grant_scheduled || !matches!(stream.recv, RecvState::Open) {
             return;
         }
-        let outstanding = stream.peer_credits + stream.recv_queue.len() as u32;
+        let outstanding = stream
+            .peer_credits
+            .saturating_add(stream.recv_queue.len() as u32);
         let free = stream.window.saturating_sub(outstanding);
         // Batch grants: wait until half the window is free.
         if free == 0 || free < stream.window / 2 {
@@ -804,7 +808,7 @@ impl Session {
             && now.saturating_duration_since(granted_at) < 2 * rtt
             && stream.window < max_window
         {
-            stream.window = (stream.window * 2).min(max_window);
+            stream.window = stream.window.saturating_mul(2).min(max_window);
             tracing::trace!(id, window = stream.window, "receive window grown");
         }
     }
