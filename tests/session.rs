@@ -586,23 +586,7 @@ fn connection_cut_mid_frame_fails_every_pending_operation() {
 
         // On every stream a read that waits for data and a writer that fills its buffer; the
         // mock grants no credits, so every writer ends up blocked.
-        let mut ops = Vec::new();
-        for (i, stream) in streams.into_iter().enumerate() {
-            let (mut reader, mut writer) = futures_lite::io::split(stream);
-            ops.push(spawn(async move {
-                let mut buf = [0u8; 64];
-                reader
-                    .read(&mut buf)
-                    .await
-                    .map(|n| format!("read returned {n}"))
-            }));
-            ops.push(spawn(async move {
-                let chunk = vec![i as u8; 4096];
-                loop {
-                    writer.write_all(&chunk).await?;
-                }
-            }));
-        }
+        let ops = spawn_pending_ops(streams);
         let acceptor = {
             let mux = mux.clone();
             spawn(async move { mux.accept().await })
@@ -637,6 +621,29 @@ fn connection_cut_mid_frame_fails_every_pending_operation() {
     });
 }
 
+/// On every stream, a read that waits for data and a writer that writes until it blocks: the
+/// operations a dying session must fail. Each task's output says how it ended.
+fn spawn_pending_ops(streams: Vec<Stream>) -> Vec<smol::Task<io::Result<String>>> {
+    let mut ops = Vec::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (mut reader, mut writer) = futures_lite::io::split(stream);
+        ops.push(spawn(async move {
+            let mut buf = [0u8; 64];
+            reader
+                .read(&mut buf)
+                .await
+                .map(|n| format!("read returned {n}"))
+        }));
+        ops.push(spawn(async move {
+            let chunk = vec![i as u8; 4096];
+            loop {
+                writer.write_all(&chunk).await?;
+            }
+        }));
+    }
+    ops
+}
+
 #[test]
 fn pending_operations_fail_when_the_peer_socket_is_dropped() {
     const PER_SIDE: usize = 10;
@@ -661,23 +668,7 @@ fn pending_operations_fail_when_the_peer_socket_is_dropped() {
             b_streams.push(b.open(b"b").await.unwrap());
             a_streams.push(a.accept().await.unwrap());
         }
-        let mut ops = Vec::new();
-        for (i, stream) in a_streams.into_iter().enumerate() {
-            let (mut reader, mut writer) = futures_lite::io::split(stream);
-            ops.push(spawn(async move {
-                let mut buf = [0u8; 64];
-                reader
-                    .read(&mut buf)
-                    .await
-                    .map(|n| format!("read returned {n}"))
-            }));
-            ops.push(spawn(async move {
-                let chunk = vec![i as u8; 4096];
-                loop {
-                    writer.write_all(&chunk).await?;
-                }
-            }));
-        }
+        let ops = spawn_pending_ops(a_streams);
         let a_accept = {
             let a = a.clone();
             spawn(async move { a.accept().await })
