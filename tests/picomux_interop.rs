@@ -289,6 +289,30 @@ fn smolmux_opens_picomux_accepts_10mb_echo() {
 const MANY_STREAMS: usize = 50;
 const MANY_LEN: usize = 1 << 20;
 
+/// Accepts `MANY_STREAMS` streams with `accept` (which also names each one) and, on each, echoes
+/// exactly `MANY_LEN` bytes and then expects EOF.
+fn spawn_exact_echoes<S, A, Fut>(ex: &Ex, accept: A) -> smol::Task<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = (S, String)> + Send,
+{
+    let ex2 = ex.clone();
+    ex.spawn(async move {
+        let mut echoes = Vec::new();
+        for _ in 0..MANY_STREAMS {
+            let (mut stream, what) = accept().await;
+            echoes.push(ex2.spawn(async move {
+                echo_exact(&mut stream, MANY_LEN, &what).await;
+                expect_eof(&mut stream, &what).await;
+            }));
+        }
+        for echo in echoes {
+            echo.await;
+        }
+    })
+}
+
 /// picomux opens 50 streams at once, smolmux echoes 1 MB on each.
 #[test]
 fn picomux_opens_50_streams_of_1mb() {
@@ -296,23 +320,17 @@ fn picomux_opens_50_streams_of_1mb() {
         let (mux, pico) = session_pair(&ex, Config::default()).await;
         let pico = Arc::new(pico);
 
-        let acceptor = ex.spawn({
-            let (mux, ex2) = (mux.clone(), ex.clone());
-            async move {
-                let mut echoes = Vec::new();
-                for _ in 0..MANY_STREAMS {
-                    let mut stream = mux.accept().await.unwrap();
-                    echoes.push(ex2.spawn(async move {
-                        let what = format!(
-                            "smolmux echo of {:?}",
-                            String::from_utf8_lossy(stream.metadata())
-                        );
-                        echo_exact(&mut stream, MANY_LEN, &what).await;
-                        expect_eof(&mut stream, &what).await;
-                    }));
-                }
-                for echo in echoes {
-                    echo.await;
+        let acceptor = spawn_exact_echoes(&ex, {
+            let mux = mux.clone();
+            move || {
+                let mux = mux.clone();
+                async move {
+                    let stream = mux.accept().await.unwrap();
+                    let what = format!(
+                        "smolmux echo of {:?}",
+                        String::from_utf8_lossy(stream.metadata())
+                    );
+                    (stream, what)
                 }
             }
         });
@@ -343,23 +361,17 @@ fn smolmux_opens_50_streams_of_1mb() {
         let (mux, pico) = session_pair(&ex, Config::default()).await;
         let pico = Arc::new(pico);
 
-        let acceptor = ex.spawn({
-            let (pico, ex2) = (pico.clone(), ex.clone());
-            async move {
-                let mut echoes = Vec::new();
-                for _ in 0..MANY_STREAMS {
-                    let mut stream = pico.accept().await.unwrap();
-                    echoes.push(ex2.spawn(async move {
-                        let what = format!(
-                            "picomux echo of {:?}",
-                            String::from_utf8_lossy(stream.metadata())
-                        );
-                        echo_exact(&mut stream, MANY_LEN, &what).await;
-                        expect_eof(&mut stream, &what).await;
-                    }));
-                }
-                for echo in echoes {
-                    echo.await;
+        let acceptor = spawn_exact_echoes(&ex, {
+            let pico = pico.clone();
+            move || {
+                let pico = pico.clone();
+                async move {
+                    let stream = pico.accept().await.unwrap();
+                    let what = format!(
+                        "picomux echo of {:?}",
+                        String::from_utf8_lossy(stream.metadata())
+                    );
+                    (stream, what)
                 }
             }
         });
