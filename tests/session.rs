@@ -349,21 +349,7 @@ async fn stalled_readers_bound_the_session_receive_buffer() {
 
     // Everything arrives once the application reads again.
     let b = pair.b.clone();
-    let readers = spawn(async move {
-        let mut tasks = Vec::new();
-        for _ in 0..STREAMS {
-            let mut stream = b.accept().await.unwrap();
-            let i = u64::from_le_bytes(stream.metadata().try_into().unwrap());
-            tasks.push(spawn(async move {
-                (i, read_pattern(&mut stream, 50 + i).await)
-            }));
-        }
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(task.await);
-        }
-        results
-    });
+    let readers = spawn_pattern_readers(b, STREAMS, 50);
     let writer_tasks: Vec<_> = writers
         .into_iter()
         .enumerate()
@@ -619,6 +605,30 @@ fn connection_cut_mid_frame_fails_every_pending_operation() {
         );
         drain.await; // the mux hung up
     });
+}
+
+/// Accepts `count` streams whose metadata is their index `i` (little-endian u64) and reads each
+/// to its end, checking the pattern seeded `seed + i`; yields `(i, bytes read)` per stream.
+fn spawn_pattern_readers(
+    mux: Mux,
+    count: u64,
+    seed: u64,
+) -> smol::Task<Vec<(u64, io::Result<u64>)>> {
+    spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..count {
+            let mut stream = mux.accept().await.unwrap();
+            let i = u64::from_le_bytes(stream.metadata().try_into().unwrap());
+            tasks.push(spawn(async move {
+                (i, read_pattern(&mut stream, seed + i).await)
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
+    })
 }
 
 /// On every stream, a read that waits for data and a writer that writes until it blocks: the
@@ -1008,21 +1018,7 @@ fn mux_close_fins_every_stream_after_its_queued_bytes() {
         );
 
         let b = pair.b.clone();
-        let readers = spawn(async move {
-            let mut tasks = Vec::new();
-            for _ in 0..STREAMS {
-                let mut stream = b.accept().await.unwrap();
-                let i = u64::from_le_bytes(stream.metadata().try_into().unwrap());
-                tasks.push(spawn(async move {
-                    (i, read_pattern(&mut stream, 100 + i).await)
-                }));
-            }
-            let mut results = Vec::new();
-            for task in tasks {
-                results.push(task.await);
-            }
-            results
-        });
+        let readers = spawn_pattern_readers(b, STREAMS, 100);
         close.await.unwrap();
         for (i, result) in readers.await {
             assert_eq!(result.unwrap(), LEN, "stream {i}");
