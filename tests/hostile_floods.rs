@@ -114,6 +114,26 @@ impl FrameReader {
     }
 }
 
+/// Reads, in a task, one refusal per id of `ids`, in order: a FIN whose body is `reason`.
+/// Returns the reader for any frames that follow.
+fn expect_refusals(
+    mut reader: FrameReader,
+    ids: std::ops::RangeInclusive<u32>,
+    reason: &'static [u8],
+) -> Task<FrameReader> {
+    spawn(async move {
+        for id in ids {
+            let frame = reader.next_non_liveness().await;
+            assert_eq!(
+                (frame.command, frame.stream_id, &frame.body[..]),
+                (Command::Fin, id, reason),
+                "every SYN past the limit is refused, in order"
+            );
+        }
+        reader
+    })
+}
+
 /// Reads up to the next PONG; returns the other non-liveness frames read on the way.
 async fn wait_pong(mock: &mut MockPeer) -> Vec<Frame> {
     let mut others = Vec::new();
@@ -475,18 +495,8 @@ fn syn_flood_past_max_streams_is_refused_with_fin_while_nobody_accepts() {
         handshake(&mut mock).await;
         let rss_before = rss_kib();
 
-        let mut reader = FrameReader::new(&mock);
-        let refusals = spawn(async move {
-            for id in MAX_STREAMS + 1..=SYNS {
-                let frame = reader.next_non_liveness().await;
-                assert_eq!(
-                    (frame.command, frame.stream_id, &frame.body[..]),
-                    (Command::Fin, id, REFUSED_MAX_STREAMS),
-                    "every SYN past the table is refused, in order"
-                );
-            }
-            reader
-        });
+        let reader = FrameReader::new(&mock);
+        let refusals = expect_refusals(reader, MAX_STREAMS + 1..=SYNS, REFUSED_MAX_STREAMS);
         let within_limits = |stats: &Stats| {
             assert!(stats.open_streams <= MAX_STREAMS as usize, "{stats:?}");
             assert!(stats.pending_accept <= MAX_STREAMS as usize, "{stats:?}");
@@ -560,17 +570,8 @@ fn max_size_metadata_on_every_syn_is_bounded_by_the_accept_backlog() {
         handshake(&mut mock).await;
         let rss_before = rss_kib();
 
-        let mut reader = FrameReader::new(&mock);
-        let refusals = spawn(async move {
-            for id in BACKLOG + 1..=SYNS {
-                let frame = reader.next_non_liveness().await;
-                assert_eq!(
-                    (frame.command, frame.stream_id, &frame.body[..]),
-                    (Command::Fin, id, REFUSED_BACKLOG),
-                    "every SYN past the backlog is refused, in order"
-                );
-            }
-        });
+        let reader = FrameReader::new(&mock);
+        let refusals = expect_refusals(reader, BACKLOG + 1..=SYNS, REFUSED_BACKLOG);
         let within_limits = |stats: &Stats| {
             assert!(stats.pending_accept <= BACKLOG as usize, "{stats:?}");
             assert!(stats.open_streams <= BACKLOG as usize, "{stats:?}");
