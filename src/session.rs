@@ -42,6 +42,16 @@ const MAX_PENDING_REFUSALS: usize = 4096;
 /// copied into the write batch.
 const SHARED_BODY_MIN: usize = 2048;
 
+/// While streams exchange small messages, bulk streams send frames of at most
+/// `max_frame_body / INTERLEAVED_FRAME_DIVISOR` bytes: the protocol lets a stream keep at least 10
+/// frames in flight, and a message sent by another stream waits behind all of them (640 KiB of
+/// 64 KiB frames). A PSH that empties its stream's buffer and is smaller than this fraction of
+/// `max_frame_body` counts as a message.
+const INTERLEAVED_FRAME_DIVISOR: usize = 4;
+
+/// How many PSH frames after another stream's last message bulk streams keep their frames small.
+const MESSAGE_MEMORY: u64 = 128;
+
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
 
@@ -215,6 +225,13 @@ pub(crate) struct Session {
     liveness: Liveness,
     recv_buffered: usize,
     send_buffered: usize,
+    /// PSH frames encoded so far.
+    psh_sent: u64,
+    /// When (in `psh_sent`) and on which stream the latest small message was encoded.
+    last_message: Option<(u64, u32)>,
+    /// The largest PSH body received: frames well below it mean the peer is interleaving, and
+    /// must not be taken for a stream starved of credits.
+    largest_psh_received: usize,
     /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
     closing: bool,
     /// Close the connection's write half once everything queued is encoded: `Mux::close` was
@@ -269,6 +286,9 @@ impl Session {
             liveness,
             recv_buffered: 0,
             send_buffered: 0,
+            psh_sent: 0,
+            last_message: None,
+            largest_psh_received: 0,
             closing: false,
             shutdown: false,
             mux_dropped: false,
@@ -410,6 +430,8 @@ impl Session {
     }
 
     fn on_psh(&mut self, id: u32, body: &[u8], now: Instant) -> Result<(), ProtocolError> {
+        self.largest_psh_received = self.largest_psh_received.max(body.len());
+        let full_frame = body.len() * 2 >= self.largest_psh_received;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // the stream may have just closed
         };
@@ -436,7 +458,7 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
-        if stream.peer_credits == 0 {
+        if stream.peer_credits == 0 && full_frame {
             self.tune_window(id, now);
         }
         Ok(())
@@ -713,6 +735,12 @@ impl Session {
     /// Encodes the next frame of stream `id` and puts it back in line if it has more to send.
     fn encode_data(&mut self, id: u32, out: &mut Transmit) {
         let max_body = self.config.max_frame_body;
+        let message_max = max_body / INTERLEAVED_FRAME_DIVISOR;
+        let frame_max = if self.messages_flow_besides(id) {
+            message_max.max(1)
+        } else {
+            max_body
+        };
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -728,7 +756,11 @@ impl Session {
                 // Split what is queued evenly over the fewest frames, so a 64 KiB write does
                 // not cost a second credit for a 1-byte tail.
                 let queued = stream.send_buf.len();
-                let len = queued.div_ceil(queued.div_ceil(max_body));
+                let len = queued.div_ceil(queued.div_ceil(frame_max));
+                self.psh_sent += 1;
+                if len == queued && len < message_max {
+                    self.last_message = Some((self.psh_sent, id));
+                }
                 tracing::trace!(id, len, "PSH sent");
                 let header = Header {
                     command: Command::Psh,
@@ -764,6 +796,13 @@ impl Session {
             }
         }
         self.schedule_data(id);
+    }
+
+    /// Whether a stream other than `id` sent a small message within the last [`MESSAGE_MEMORY`]
+    /// PSH frames: then `id` interleaves its bulk data in smaller frames.
+    fn messages_flow_besides(&self, id: u32) -> bool {
+        self.last_message
+            .is_some_and(|(at, sender)| sender != id && self.psh_sent - at < MESSAGE_MEMORY)
     }
 
     // ----- flow control on the receive side -----

@@ -389,12 +389,17 @@ fn reads_release_credits_in_batches() {
     );
 }
 
-/// Plays a bulk sender on stream 1 that spends every credit, while the application reads each
-/// frame as it arrives and `per_frame` passes per frame; returns the window reached.
-fn window_after_bulk(per_frame: Duration) -> u32 {
+/// Plays a bulk sender on stream 1 that spends every credit on 1-byte frames, while the
+/// application reads each frame as it arrives and `per_frame` passes per frame; returns the window
+/// reached. A nonzero `earlier_frame` first sends one PSH of that many bytes on another stream.
+fn window_after_bulk(per_frame: Duration, earlier_frame: usize) -> u32 {
     let mut h = Harness::new(Config::default());
     h.now += Duration::from_millis(10);
     h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
+    if earlier_frame > 0 {
+        h.recv(Command::Syn, 3, b"").unwrap();
+        h.recv(Command::Psh, 3, &vec![7; earlier_frame]).unwrap();
+    }
     h.recv(Command::Syn, 1, b"").unwrap();
     h.accept();
     let mut granted = INITIAL_CREDITS;
@@ -417,7 +422,7 @@ fn window_after_bulk(per_frame: Duration) -> u32 {
 #[test]
 fn window_grows_to_the_limit_when_it_is_read_faster_than_the_rtt() {
     let config = Config::default();
-    let window = window_after_bulk(Duration::from_micros(10));
+    let window = window_after_bulk(Duration::from_micros(10), 0);
     assert_eq!(window, config.max_stream_window());
     assert!(window as usize * MAX_BODY <= config.stream_receive_buffer);
 }
@@ -426,7 +431,17 @@ fn window_grows_to_the_limit_when_it_is_read_faster_than_the_rtt() {
 fn window_stays_small_when_the_rtt_does_not_limit_the_stream() {
     // Each half window takes far longer than two round trips: a bigger window would only queue.
     assert_eq!(
-        window_after_bulk(Duration::from_millis(10)),
+        window_after_bulk(Duration::from_millis(10), 0),
+        INITIAL_CREDITS
+    );
+}
+
+#[test]
+fn window_ignores_credits_spent_fast_on_frames_far_below_the_largest() {
+    // The peer sent a 64 KiB frame before: 1-byte frames now mean it is interleaving them with
+    // another stream's messages, not that it is starved of credits.
+    assert_eq!(
+        window_after_bulk(Duration::from_micros(10), MAX_BODY),
         INITIAL_CREDITS
     );
 }
@@ -680,4 +695,54 @@ fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
     assert!(h.s.should_close_write());
     h.s.on_write_closed();
     assert!(h.s.end().unwrap().is_clean());
+}
+
+/// Sizes of the PSH frames of stream `id` that the session sends now.
+fn psh_sizes(h: &mut Harness, id: u32) -> Vec<usize> {
+    h.transmit()
+        .iter()
+        .filter(|f| f.0 == Command::Psh && f.1 == id)
+        .map(|f| f.2.len())
+        .collect()
+}
+
+#[test]
+fn bulk_frames_shrink_while_another_stream_sends_messages() {
+    let mut h = Harness::new(Config::default());
+    let (bulk, chat) = (
+        h.s.app_open(Bytes::new()).unwrap(),
+        h.s.app_open(Bytes::new()).unwrap(),
+    );
+    h.more(bulk, 10_000);
+    let interleaved = MAX_BODY / INTERLEAVED_FRAME_DIVISOR;
+
+    h.write(bulk, &[1; 131_072]);
+    assert_eq!(psh_sizes(&mut h, bulk), vec![43_691, 43_691, 43_690]);
+
+    h.write(chat, &[2; 100]);
+    assert_eq!(psh_sizes(&mut h, chat), vec![100]);
+    h.write(bulk, &[1; 131_072]);
+    let sizes = psh_sizes(&mut h, bulk);
+    assert_eq!(sizes.len(), 131_072usize.div_ceil(interleaved));
+    assert!(sizes.iter().all(|&n| n <= interleaved), "{sizes:?}");
+
+    // Without further messages, full frames come back after MESSAGE_MEMORY frames.
+    let mut frames = sizes.len() as u64;
+    while frames < MESSAGE_MEMORY {
+        h.write(bulk, &[1; 131_072]);
+        frames += psh_sizes(&mut h, bulk).len() as u64;
+    }
+    h.write(bulk, &[1; 131_072]);
+    assert_eq!(psh_sizes(&mut h, bulk), vec![43_691, 43_691, 43_690]);
+}
+
+#[test]
+fn a_stream_s_own_small_writes_do_not_shrink_its_frames() {
+    let mut h = Harness::new(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.more(id, 100);
+    h.write(id, &[1; 100]);
+    assert_eq!(psh_sizes(&mut h, id), vec![100]);
+    h.write(id, &[1; 131_072]);
+    assert_eq!(psh_sizes(&mut h, id), vec![43_691, 43_691, 43_690]);
 }
