@@ -431,7 +431,7 @@ impl Session {
 
     fn on_psh(&mut self, id: u32, body: &[u8], now: Instant) -> Result<(), ProtocolError> {
         self.largest_psh_received = self.largest_psh_received.max(body.len());
-        let full_frame = body.len() * 2 >= self.largest_psh_received;
+        let interleaved = body.len() * 2 < self.largest_psh_received;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // the stream may have just closed
         };
@@ -458,8 +458,8 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
-        if stream.peer_credits == 0 && full_frame {
-            self.tune_window(id, now);
+        if stream.peer_credits == 0 {
+            self.tune_window(id, now, interleaved);
         }
         Ok(())
     }
@@ -834,11 +834,20 @@ impl Session {
     /// it doubles, up to `stream_receive_buffer`. Judged against the smallest RTT seen, the
     /// window settles near the path's bandwidth-delay product instead of growing with the queue
     /// it builds itself (which would delay every other stream's frames behind it).
-    fn tune_window(&mut self, id: u32, now: Instant) {
+    ///
+    /// A last credit spent on a frame under half the largest PSH received means the peer is
+    /// interleaving this stream's data with other streams' messages (see
+    /// [`INTERLEAVED_FRAME_DIVISOR`]): it wants few bytes in flight, so the window returns to the
+    /// protocol's initial 10 frames and grows again once full frames do.
+    fn tune_window(&mut self, id: u32, now: Instant, interleaved: bool) {
         let (max_window, min_rtt) = (self.max_window, self.liveness.min_rtt);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
+        if interleaved {
+            stream.window = INITIAL_CREDITS;
+            return;
+        }
         let (Some(granted_at), Some(rtt)) = (stream.last_grant_at, min_rtt) else {
             return;
         };

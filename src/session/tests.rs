@@ -409,14 +409,18 @@ fn window_after_bulk(per_frame: Duration, earlier_frame: usize) -> u32 {
             h.recv(Command::Psh, 1, b"x").unwrap();
             h.read(1, 1).unwrap().unwrap();
         }
-        granted = h
-            .transmit()
-            .iter()
-            .filter(|f| f.0 == Command::More)
-            .map(|f| u16::from_le_bytes([f.2[0], f.2[1]]) as u32)
-            .sum();
+        granted = more_credits(&h.transmit());
     }
     h.s.streams[&1].window
+}
+
+/// The credits granted by the MORE frames among `frames`.
+fn more_credits(frames: &[(Command, u32, Bytes)]) -> u32 {
+    frames
+        .iter()
+        .filter(|f| f.0 == Command::More)
+        .map(|f| u16::from_le_bytes([f.2[0], f.2[1]]) as u32)
+        .sum()
 }
 
 #[test]
@@ -443,6 +447,36 @@ fn window_ignores_credits_spent_fast_on_frames_far_below_the_largest() {
     assert_eq!(
         window_after_bulk(Duration::from_micros(10), MAX_BODY),
         INITIAL_CREDITS
+    );
+}
+
+#[test]
+fn a_grown_window_returns_to_the_initial_credits_when_the_peer_interleaves() {
+    let mut h = Harness::new(Config::default());
+    h.now += Duration::from_millis(10);
+    h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    let full = vec![7; MAX_BODY];
+    // Full frames, each grant spent at once and read: the window grows.
+    let mut granted = INITIAL_CREDITS;
+    while h.s.streams[&1].window < 4 * INITIAL_CREDITS {
+        for _ in 0..granted {
+            h.recv(Command::Psh, 1, &full).unwrap();
+            h.read(1, MAX_BODY).unwrap().unwrap();
+        }
+        granted = more_credits(&h.transmit());
+    }
+    // Now quarter-size frames: the last credit spent on one shrinks the window.
+    for _ in 0..granted {
+        h.recv(Command::Psh, 1, &full[..MAX_BODY / 4]).unwrap();
+        h.read(1, MAX_BODY).unwrap().unwrap();
+    }
+    assert_eq!(h.s.streams[&1].window, INITIAL_CREDITS);
+    assert_eq!(
+        more_credits(&h.transmit()),
+        INITIAL_CREDITS,
+        "the next grant refills only the initial window"
     );
 }
 
