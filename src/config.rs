@@ -58,7 +58,9 @@ pub struct Config {
     /// waits. Default: 256 KiB.
     pub stream_send_buffer: usize,
     /// Largest PSH body this side sends, from 1 to 65,535 bytes. Larger frames cost less per byte;
-    /// smaller ones interleave streams more finely on a slow link. Default: 65,535.
+    /// smaller ones interleave streams more finely on a slow link. While another stream is
+    /// sending small messages (writes under a quarter of this size), bulk streams send frames of
+    /// at most a quarter of it, so that a message waits behind fewer bytes. Default: 65,535.
     pub max_frame_body: usize,
 }
 
