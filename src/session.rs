@@ -52,6 +52,15 @@ const INTERLEAVED_FRAME_DIVISOR: usize = 4;
 /// How many PSH frames after another stream's last message bulk streams keep their frames small.
 const MESSAGE_MEMORY: u64 = 128;
 
+/// While messages flow, a PING is kept in flight: its round trip measures the queue ahead of
+/// them. Once it has been out longer than twice the smallest RTT plus this allowance, bulk
+/// frames wait (messages, SYNs and FINs still go) until its PONG shows the queue drained.
+const QUEUE_ALLOWANCE: Duration = Duration::from_millis(1);
+
+/// Bulk frames wait at most this many queue limits for a PONG, so a peer that never answers
+/// PINGs (with `ping_interval` off, nothing else would end the wait) only slows them down.
+const MAX_HOLD_FACTOR: u32 = 10;
+
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
 
@@ -221,6 +230,8 @@ pub(crate) struct Session {
     /// Refused SYNs to answer, with the reason the FIN carries.
     refusals: VecDeque<(u32, &'static str)>,
     data_queue: VecDeque<u32>,
+    /// Bulk streams waiting for the queue ahead of messages to drain (still `data_scheduled`).
+    held: Vec<u32>,
     grant_queue: VecDeque<u32>,
     liveness: Liveness,
     recv_buffered: usize,
@@ -282,6 +293,7 @@ impl Session {
             early_resets: 0,
             refusals: VecDeque::new(),
             data_queue: VecDeque::new(),
+            held: Vec::new(),
             grant_queue: VecDeque::new(),
             liveness,
             recv_buffered: 0,
@@ -552,6 +564,14 @@ impl Session {
             self.wake_writer();
         } else {
             self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
+            if self.messages_flowing() {
+                // Keep measuring the queue ahead of the messages.
+                self.liveness.ping_wanted = true;
+                self.wake_writer();
+            }
+        }
+        if !self.held.is_empty() {
+            self.wake_writer();
         }
         self.wake.extend(self.timer_waker.take());
     }
@@ -600,10 +620,16 @@ impl Session {
             (Some(_), Some(sent)) => Some(sent + self.liveness.timeout),
             _ => None,
         };
-        match (ping_deadline, self.liveness.next_ping_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let hold_deadline = match (self.held.is_empty(), self.liveness.ping_sent_at) {
+            (false, Some(sent)) => self
+                .queue_limit()
+                .map(|limit| sent + limit * MAX_HOLD_FACTOR),
+            _ => None,
+        };
+        [ping_deadline, self.liveness.next_ping_at, hold_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fires timers due at `now`: a PING timed out, or the next PING is due.
@@ -624,6 +650,12 @@ impl Session {
         if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
+            self.wake_writer();
+        }
+        if !self.held.is_empty() && !self.queue_too_long(now) {
+            // The PONG is too late to wait for: release the held streams (this also ends the
+            // hold deadline, so the timer does not fire again).
+            self.data_queue.extend(self.held.drain(..));
             self.wake_writer();
         }
     }
@@ -664,6 +696,10 @@ impl Session {
         if self.end.is_some() {
             return;
         }
+        let hold_bulk = self.queue_too_long(now);
+        if !hold_bulk {
+            self.data_queue.extend(self.held.drain(..));
+        }
         while out.len() < budget {
             if self.encode_control(out, now) {
                 continue;
@@ -671,8 +707,34 @@ impl Session {
             let Some(id) = self.data_queue.pop_front() else {
                 break;
             };
+            if hold_bulk && self.sends_bulk(id) {
+                self.held.push(id);
+                continue;
+            }
             self.encode_data(id, out);
         }
+    }
+
+    /// Whether messages are flowing and the PING measuring the queue ahead of them is overdue
+    /// (see [`QUEUE_ALLOWANCE`]).
+    fn queue_too_long(&self, now: Instant) -> bool {
+        let (Some(sent), Some(limit)) = (self.liveness.ping_sent_at, self.queue_limit()) else {
+            return false;
+        };
+        let waited = now.saturating_duration_since(sent);
+        self.messages_flowing() && waited > limit && waited < limit * MAX_HOLD_FACTOR
+    }
+
+    fn queue_limit(&self) -> Option<Duration> {
+        self.liveness.min_rtt.map(|rtt| 2 * rtt + QUEUE_ALLOWANCE)
+    }
+
+    /// Whether the next frame of stream `id` is a PSH too big to be a message.
+    fn sends_bulk(&self, id: u32) -> bool {
+        let message_max = self.config.max_frame_body / INTERLEAVED_FRAME_DIVISOR;
+        self.streams.get(&id).is_some_and(|stream| {
+            stream.next_data_frame() == Some(Command::Psh) && stream.send_buf.len() >= message_max
+        })
     }
 
     /// Encodes one control frame, if any is waiting.
@@ -760,6 +822,9 @@ impl Session {
                 self.psh_sent += 1;
                 if len == queued && len < message_max {
                     self.last_message = Some((self.psh_sent, id));
+                    if self.liveness.ping_sent_at.is_none() {
+                        self.liveness.ping_wanted = true;
+                    }
                 }
                 tracing::trace!(id, len, "PSH sent");
                 let header = Header {
@@ -803,6 +868,12 @@ impl Session {
     fn messages_flow_besides(&self, id: u32) -> bool {
         self.last_message
             .is_some_and(|(at, sender)| sender != id && self.psh_sent - at < MESSAGE_MEMORY)
+    }
+
+    /// Whether any stream sent a small message within the last [`MESSAGE_MEMORY`] PSH frames.
+    fn messages_flowing(&self) -> bool {
+        self.last_message
+            .is_some_and(|(at, _)| self.psh_sent - at < MESSAGE_MEMORY)
     }
 
     // ----- flow control on the receive side -----

@@ -780,3 +780,68 @@ fn a_stream_s_own_small_writes_do_not_shrink_its_frames() {
     h.write(id, &[1; 131_072]);
     assert_eq!(psh_sizes(&mut h, id), vec![43_691, 43_691, 43_690]);
 }
+
+/// A session whose smallest RTT is 1 ms, with a bulk stream and a chat stream holding credits.
+fn bulk_and_chat() -> (Harness, u32, u32) {
+    let mut h = Harness::new(Config::default());
+    answer_startup_pings(&mut h, &[1, 1, 1, 1]);
+    let (bulk, chat) = (
+        h.s.app_open(Bytes::new()).unwrap(),
+        h.s.app_open(Bytes::new()).unwrap(),
+    );
+    h.more(bulk, 10_000);
+    h.more(chat, 10_000);
+    h.transmit(); // the SYNs
+    (h, bulk, chat)
+}
+
+#[test]
+fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
+    let (mut h, bulk, chat) = bulk_and_chat();
+    h.write(chat, &[2; 100]);
+    let frames = h.transmit();
+    assert_eq!(
+        commands(&frames),
+        vec![Command::Psh, Command::Ping],
+        "a message starts a PING that measures the queue ahead of it"
+    );
+    // The PING is out longer than 2 x 1 ms + QUEUE_ALLOWANCE: bulk frames wait.
+    h.now += Duration::from_millis(4);
+    h.write(bulk, &[1; 100_000]);
+    h.write(chat, &[2; 100]);
+    assert_eq!(psh_sizes(&mut h, chat), vec![100]);
+    assert_eq!(psh_sizes(&mut h, bulk), Vec::<usize>::new());
+    // The PONG shows the queue drained: bulk frames go, and the next PING measures again.
+    h.recv(Command::Pong, 0, b"").unwrap();
+    let frames = h.transmit();
+    assert_eq!(frames[0].0, Command::Ping);
+    let bulk_bytes: usize = frames
+        .iter()
+        .filter(|f| f.0 == Command::Psh && f.1 == bulk)
+        .map(|f| f.2.len())
+        .sum();
+    assert_eq!(bulk_bytes, 100_000);
+}
+
+#[test]
+fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
+    let (mut h, bulk, chat) = bulk_and_chat();
+    h.write(chat, &[2; 100]);
+    h.transmit();
+    h.now += Duration::from_millis(4);
+    h.write(bulk, &[1; 100_000]);
+    assert_eq!(psh_sizes(&mut h, bulk), Vec::<usize>::new());
+    let limit = 2 * Duration::from_millis(1) + QUEUE_ALLOWANCE;
+    let deadline = h.s.next_timeout().expect("a deadline for the held frames");
+    assert!(deadline <= h.now - Duration::from_millis(4) + limit * MAX_HOLD_FACTOR);
+    h.now = deadline;
+    h.s.on_timeout(h.now);
+    // Spent at once, or the driver's timer would fire again and again before the writer runs.
+    assert_ne!(
+        h.s.next_timeout(),
+        Some(deadline),
+        "the hold deadline is spent"
+    );
+    assert_eq!(psh_sizes(&mut h, bulk).iter().sum::<usize>(), 100_000);
+    assert!(h.s.end().is_none());
+}
