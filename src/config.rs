@@ -37,8 +37,10 @@ pub struct Config {
     /// A SYN past it is refused with FIN at once, and the session goes on. Default: 256.
     pub accept_backlog: usize,
     /// How often to send a PING to check that the peer is alive and to measure the round trip.
-    /// `None` sends only the start-up PINGs (which announce smolmux's extensions and measure the
-    /// path's round trip) and never times the session out. Default: 30 s.
+    /// `None` sends no periodic PINGs and never times the session out; PINGs still go at start-up
+    /// (they announce smolmux's extensions and measure the path's round trip) and while small
+    /// messages share the connection with bulk data (they measure the queue ahead of the
+    /// messages). Default: 30 s.
     pub ping_interval: Option<Duration>,
     /// How long to wait for the PONG that answers a PING before the session ends with
     /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. Default: 30 s.

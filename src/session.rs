@@ -700,6 +700,7 @@ impl Session {
         if !hold_bulk {
             self.data_queue.extend(self.held.drain(..));
         }
+        let was_holding = !self.held.is_empty();
         while out.len() < budget {
             if self.encode_control(out, now) {
                 continue;
@@ -712,6 +713,10 @@ impl Session {
                 continue;
             }
             self.encode_data(id, out);
+        }
+        if !was_holding && !self.held.is_empty() {
+            // The timer must learn the deadline that ends the hold.
+            self.wake.extend(self.timer_waker.take());
         }
     }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the session state machine: frames in, frames out, no sockets, no executor.
 
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -781,6 +782,16 @@ fn a_stream_s_own_small_writes_do_not_shrink_its_frames() {
     assert_eq!(psh_sizes(&mut h, id), vec![43_691, 43_691, 43_690]);
 }
 
+/// A waker that records whether it was woken.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A session whose smallest RTT is 1 ms, with a bulk stream and a chat stream holding credits.
 fn bulk_and_chat() -> (Harness, u32, u32) {
     let mut h = Harness::new(Config::default());
@@ -830,7 +841,14 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
     h.transmit();
     h.now += Duration::from_millis(4);
     h.write(bulk, &[1; 100_000]);
+    let timer = Arc::new(Flag::default());
+    h.s.set_timer_waker(&Waker::from(timer.clone()));
     assert_eq!(psh_sizes(&mut h, bulk), Vec::<usize>::new());
+    h.s.take_wakers().into_iter().for_each(Waker::wake);
+    assert!(
+        timer.0.load(Ordering::Relaxed),
+        "the timer is woken to learn the hold's deadline"
+    );
     let limit = 2 * Duration::from_millis(1) + QUEUE_ALLOWANCE;
     let deadline = h.s.next_timeout().expect("a deadline for the held frames");
     assert!(deadline <= h.now - Duration::from_millis(4) + limit * MAX_HOLD_FACTOR);
