@@ -62,6 +62,10 @@ impl SendBuffer {
                 self.chunks.pop_front();
             }
         }
+        if self.chunks.is_empty() {
+            // Nor the list's own allocation (four slots, 128 bytes).
+            self.chunks = VecDeque::new();
+        }
     }
 
     /// Drops everything queued and the chunks holding it.
@@ -108,5 +112,6 @@ mod tests {
         assert!(taken[0].iter().all(|&b| b == 1));
         buf.take(54_000, |_| {});
         assert!(buf.chunks.is_empty(), "an emptied buffer holds no chunk");
+        assert_eq!(buf.chunks.capacity(), 0, "nor room for one");
     }
 }

@@ -94,14 +94,19 @@ enum SendState {
     Open,
     FinQueued,
     FinSent,
-    /// `abort()` was called: FIN with `wire` as its body goes out next; local operations fail
-    /// with `reason`.
-    AbortQueued {
-        wire: Bytes,
-        reason: Arc<str>,
-    },
+    /// `abort()` was called: a FIN with the reason goes out next. Boxed, as it is rare and
+    /// every stream state has room for the largest variant.
+    AbortQueued(Box<QueuedAbort>),
     /// Nothing more will be sent.
     Done(SendEnd),
+}
+
+#[derive(Debug)]
+struct QueuedAbort {
+    /// The FIN's body: the reason as the peer sees it.
+    wire: Bytes,
+    /// What local operations fail with.
+    reason: Arc<str>,
 }
 
 /// Why nothing more will be sent on a stream.
@@ -122,8 +127,9 @@ enum RecvState {
 
 #[derive(Debug)]
 struct StreamState {
-    /// Metadata of a stream we opened, until its SYN is encoded.
-    syn: Option<Bytes>,
+    /// Metadata of a stream we opened, until its SYN is encoded (boxed: most streams are idle
+    /// long after it is gone).
+    syn: Option<Box<Bytes>>,
     send: SendState,
     send_buf: SendBuffer,
     /// Credits the peer granted us: PSH frames we may still send.
@@ -148,7 +154,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Bytes>) -> Self {
+    fn new(syn: Option<Box<Bytes>>) -> Self {
         StreamState {
             syn,
             send: SendState::Open,
@@ -180,7 +186,7 @@ impl StreamState {
                 Some(Command::Psh)
             }
             SendState::FinQueued if self.send_buf.is_empty() => Some(Command::Fin),
-            SendState::AbortQueued { .. } => Some(Command::Fin),
+            SendState::AbortQueued(_) => Some(Command::Fin),
             _ => None,
         }
     }
@@ -815,7 +821,7 @@ impl Session {
         match stream.next_data_frame() {
             None => {}
             Some(Command::Syn) => {
-                let metadata = stream.syn.take().unwrap_or_default();
+                let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
                 out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
             }
@@ -852,9 +858,9 @@ impl Session {
             }
             Some(_) => {
                 let wire = match std::mem::replace(&mut stream.send, SendState::FinSent) {
-                    SendState::AbortQueued { wire, reason } => {
-                        stream.send = SendState::Done(SendEnd::Reset(reason));
-                        wire
+                    SendState::AbortQueued(abort) => {
+                        stream.send = SendState::Done(SendEnd::Reset(abort.reason));
+                        abort.wire
                     }
                     _ => Bytes::new(),
                 };
@@ -972,7 +978,7 @@ impl Session {
         };
         tracing::debug!(id, "stream opened");
         self.streams
-            .insert(id, Box::new(StreamState::new(Some(metadata))));
+            .insert(id, Box::new(StreamState::new(Some(Box::new(metadata)))));
         self.schedule_data(id);
         Ok(id)
     }
@@ -1090,7 +1096,7 @@ impl Session {
         if stream.send_buf.is_empty() && stream.syn.is_none() {
             return Some(Ok(()));
         }
-        if let SendState::Done(_) | SendState::AbortQueued { .. } = stream.send {
+        if let SendState::Done(_) | SendState::AbortQueued(_) = stream.send {
             return Some(writable(stream));
         }
         if let Some(err) = session_error {
@@ -1115,9 +1121,8 @@ impl Session {
             SendState::FinSent => return Some(Ok(())),
             // Closed by the peer (a picomux FIN): nothing left to end.
             SendState::Done(SendEnd::PeerClosed) => return Some(Ok(())),
-            SendState::Done(SendEnd::Reset(reason)) | SendState::AbortQueued { reason, .. } => {
-                return Some(Err(reset_error(reason)))
-            }
+            SendState::Done(SendEnd::Reset(reason)) => return Some(Err(reset_error(reason))),
+            SendState::AbortQueued(abort) => return Some(Err(reset_error(&abort.reason))),
             SendState::FinQueued => {}
         }
         if let Some(err) = session_error {
@@ -1142,10 +1147,10 @@ impl Session {
         tracing::debug!(id, reason, "stream aborted");
         let local: Arc<str> = format!("aborted locally: {reason}").into();
         if !matches!(stream.send, SendState::FinSent | SendState::Done(_)) {
-            stream.send = SendState::AbortQueued {
+            stream.send = SendState::AbortQueued(Box::new(QueuedAbort {
                 wire: Bytes::copy_from_slice(reason.as_bytes()),
                 reason: local.clone(),
-            };
+            }));
         }
         self.send_buffered -= stream.send_buf.len();
         stream.send_buf.clear();
@@ -1285,9 +1290,8 @@ fn reset_error(reason: &str) -> io::Error {
 fn writable(stream: &StreamState) -> io::Result<()> {
     match &stream.send {
         SendState::Open => Ok(()),
-        SendState::Done(SendEnd::Reset(reason)) | SendState::AbortQueued { reason, .. } => {
-            Err(reset_error(reason))
-        }
+        SendState::Done(SendEnd::Reset(reason)) => Err(reset_error(reason)),
+        SendState::AbortQueued(abort) => Err(reset_error(&abort.reason)),
         SendState::Done(SendEnd::PeerClosed) => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "the peer closed the stream (a picomux peer's FIN ends both directions)",
