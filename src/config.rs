@@ -57,7 +57,7 @@ pub struct Config {
     /// Default: 64 MiB.
     pub session_receive_buffer: usize,
     /// Most bytes one stream buffers from `write` before the driver frames them; a writer past it
-    /// waits. Default: 256 KiB.
+    /// waits. Default: 128 KiB.
     pub stream_send_buffer: usize,
     /// Largest PSH body this side sends, from 1 to 65,535 bytes. Larger frames cost less per byte;
     /// smaller ones interleave streams more finely on a slow link. While another stream is
@@ -75,7 +75,7 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(30),
             stream_receive_buffer: 4 << 20,
             session_receive_buffer: 64 << 20,
-            stream_send_buffer: 256 << 10,
+            stream_send_buffer: 128 << 10,
             max_frame_body: MAX_BODY,
         }
     }
