@@ -571,6 +571,82 @@ fn smolmux_periodic_pings_are_answered_by_picomux() {
     });
 }
 
+/// Small messages on one stream beside a bulk echo on another, smolmux opening both: smolmux
+/// interleaves the bulk data in smaller frames and keeps a PING in flight to measure the queue
+/// ahead of the messages. picomux answers every such PING, and every byte on both streams comes
+/// back intact.
+#[test]
+fn messages_beside_bulk_data_keep_picomux_answering_pings() {
+    run(|ex| async move {
+        const BULK: usize = 8 << 20;
+        const MESSAGES: usize = 300;
+        const MESSAGE: usize = 64;
+        let (mux, pico, from_smolmux, from_picomux) =
+            relayed_session_pair(&ex, Config::default()).await;
+        let pico = Arc::new(pico);
+
+        let acceptor = ex.spawn({
+            let pico = pico.clone();
+            let ex = ex.clone();
+            async move {
+                let mut echoes = Vec::new();
+                for _ in 0..2 {
+                    let mut stream = pico.accept().await.unwrap();
+                    let (len, what) = match stream.metadata() {
+                        b"bulk" => (BULK, "picomux bulk echo"),
+                        _ => (MESSAGES * MESSAGE, "picomux message echo"),
+                    };
+                    echoes.push(ex.spawn(async move {
+                        echo_exact(&mut stream, len, what).await;
+                        expect_eof(&mut stream, what).await;
+                    }));
+                }
+                for echo in echoes {
+                    echo.await;
+                }
+            }
+        });
+
+        let mut bulk = mux.open(b"bulk").await.unwrap();
+        let mut chat = mux.open(b"chat").await.unwrap();
+        let bulk_echo = async {
+            echo_from_opener(&mut bulk, &pattern(7, BULK), "smolmux bulk").await;
+        };
+        let messages = async {
+            let mut reply = [0u8; MESSAGE];
+            for k in 0..MESSAGES {
+                let message = pattern(100 + k as u64, MESSAGE);
+                chat.write_all(&message).await.unwrap();
+                chat.flush().await.unwrap();
+                chat.read_exact(&mut reply).await.unwrap();
+                assert_same("message echo", &reply, &message);
+            }
+        };
+        future::zip(bulk_echo, messages).await;
+        for stream in [&mut bulk, &mut chat] {
+            stream.close().await.unwrap();
+        }
+        acceptor.await;
+        expect_eof(&mut bulk, "smolmux bulk after close").await;
+        expect_eof(&mut chat, "smolmux chat after close").await;
+        drop((bulk, chat));
+        wait_streams_gone(&mux).await;
+        assert!(mux.is_alive() && pico.is_alive());
+
+        let (pings, pongs) = (
+            from_smolmux.pings.load(Ordering::SeqCst),
+            from_picomux.pongs.load(Ordering::SeqCst),
+        );
+        assert!(
+            pings > 4,
+            "only the 4 start-up PINGs went out ({pings}): the queue was not measured"
+        );
+        assert!(pongs + 1 >= pings, "{pings} PINGs, {pongs} PONGs");
+        from_smolmux.check();
+        from_picomux.check();
+    });
+}
+
 // ----- FIN semantics -----
 
 const FIN_LEN: usize = 200 << 10;
