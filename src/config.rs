@@ -46,10 +46,15 @@ pub struct Config {
     /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. Default: 30 s.
     pub ping_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
-    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). The
-    /// stream's window grows towards this limit when it, not the application, limits the stream
-    /// (judged against the measured round trip). It must be at least 655,350 bytes, since the
-    /// protocol gives every new stream 10 credits. Default: 4 MiB.
+    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). A
+    /// stream's receive window starts at this limit, so one stream can fill a fast path at once;
+    /// while its sender interleaves it with other streams' messages it drops to the protocol's
+    /// initial 10 frames, and grows back when the window, not the application, limits the
+    /// stream (judged against the measured round trip). It must be at least 655,350 bytes, since
+    /// the protocol gives every new stream 10 credits. Many streams whose readers stall fill
+    /// `session_receive_buffer` after `session_receive_buffer / stream_receive_buffer` of them
+    /// (16 at the defaults), and then every stream waits: lower this limit if you expect many
+    /// slow readers at once. Default: 4 MiB.
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read. When it is reached
     /// the driver stops reading the connection until the application reads, so memory stays

@@ -139,7 +139,9 @@ struct StreamState {
     recv_bytes: usize,
     /// Credits the peer still holds on this stream: PSH frames it may still send us.
     peer_credits: u32,
-    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames, auto-tuned.
+    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It starts at the
+    /// stream's whole receive buffer and drops to the initial 10 frames while the peer interleaves
+    /// (see [`Session::on_psh`]).
     window: u32,
     /// In `grant_queue`, waiting for a MORE.
     grant_scheduled: bool,
@@ -154,7 +156,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Box<Bytes>>) -> Self {
+    fn new(syn: Option<Box<Bytes>>, window: u32) -> Self {
         StreamState {
             syn,
             send: SendState::Open,
@@ -164,7 +166,7 @@ impl StreamState {
             recv_queue: VecDeque::new(),
             recv_bytes: 0,
             peer_credits: INITIAL_CREDITS,
-            window: INITIAL_CREDITS,
+            window,
             grant_scheduled: false,
             last_grant_at: None,
             data_scheduled: false,
@@ -440,7 +442,9 @@ impl Session {
             return Ok(());
         }
         tracing::debug!(id, "stream opened by peer");
-        self.streams.insert(id, Box::new(StreamState::new(None)));
+        let window = self.max_window;
+        self.streams
+            .insert(id, Box::new(StreamState::new(None, window)));
         self.accept_queue
             .push_back((id, Bytes::copy_from_slice(metadata)));
         self.notify_accept = true;
@@ -476,8 +480,12 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
-        if stream.peer_credits == 0 {
-            self.tune_window(id, now, interleaved);
+        if interleaved {
+            // The peer is interleaving this stream's data with another stream's messages (see
+            // INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight.
+            stream.window = INITIAL_CREDITS;
+        } else if stream.peer_credits == 0 {
+            self.tune_window(id, now);
         }
         Ok(())
     }
@@ -910,26 +918,17 @@ impl Session {
         self.wake_writer();
     }
 
-    /// Auto-tunes the window of stream `id` when, at `now`, the peer has just spent its last
-    /// credit. If it spent our latest grant within two round trips of our sending it, while the
-    /// application keeps up with the data, then the window, not the reader, limits the stream:
-    /// it doubles, up to `stream_receive_buffer`. Judged against the smallest RTT seen, the
-    /// window settles near the path's bandwidth-delay product instead of growing with the queue
-    /// it builds itself (which would delay every other stream's frames behind it).
-    ///
-    /// A last credit spent on a frame under half the largest PSH received means the peer is
-    /// interleaving this stream's data with other streams' messages (see
-    /// [`INTERLEAVED_FRAME_DIVISOR`]): it wants few bytes in flight, so the window returns to the
-    /// protocol's initial 10 frames and grows again once full frames do.
-    fn tune_window(&mut self, id: u32, now: Instant, interleaved: bool) {
+    /// Grows the window of stream `id` back after interleaving shrank it, when, at `now`, the
+    /// peer has just spent its last credit on a full frame. If it spent our latest grant within
+    /// two round trips of our sending it, while the application keeps up with the data, then the
+    /// window, not the reader, limits the stream: it doubles, up to `stream_receive_buffer`.
+    /// Judged against the smallest RTT seen, it settles near the path's bandwidth-delay product
+    /// instead of growing with the queue it builds itself.
+    fn tune_window(&mut self, id: u32, now: Instant) {
         let (max_window, min_rtt) = (self.max_window, self.liveness.min_rtt);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if interleaved {
-            stream.window = INITIAL_CREDITS;
-            return;
-        }
         let (Some(granted_at), Some(rtt)) = (stream.last_grant_at, min_rtt) else {
             return;
         };
@@ -977,8 +976,10 @@ impl Session {
             }
         };
         tracing::debug!(id, "stream opened");
-        self.streams
-            .insert(id, Box::new(StreamState::new(Some(Box::new(metadata)))));
+        self.streams.insert(
+            id,
+            Box::new(StreamState::new(Some(Box::new(metadata)), self.max_window)),
+        );
         self.schedule_data(id);
         Ok(id)
     }

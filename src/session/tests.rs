@@ -365,9 +365,17 @@ fn credit_overflow_saturates() {
     assert_eq!(h.s.streams[&id].send_credits, u32::MAX);
 }
 
+/// A config whose streams keep the protocol's 10-frame window.
+fn ten_frame_window() -> Config {
+    Config {
+        stream_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
+        ..Config::default()
+    }
+}
+
 #[test]
 fn reads_release_credits_in_batches() {
-    let mut h = Harness::new(Config::default());
+    let mut h = Harness::new(ten_frame_window());
     h.recv(Command::Syn, 1, b"").unwrap();
     h.accept();
     for _ in 0..10 {
@@ -390,27 +398,32 @@ fn reads_release_credits_in_batches() {
     );
 }
 
-/// Plays a bulk sender on stream 1 that spends every credit on 1-byte frames, while the
-/// application reads each frame as it arrives and `per_frame` passes per frame; returns the window
-/// reached. A nonzero `earlier_frame` first sends one PSH of that many bytes on another stream.
-fn window_after_bulk(per_frame: Duration, earlier_frame: usize) -> u32 {
+/// Plays a bulk sender on stream 1: one full frame, then a quarter-size one (the peer starts
+/// interleaving, and the window drops to the initial 10 frames), then frames of `frame_len` bytes
+/// spending every credit, while the application reads each frame as it arrives and `per_frame`
+/// passes per frame. Returns the window reached.
+fn window_after_bulk(per_frame: Duration, frame_len: usize) -> u32 {
     let mut h = Harness::new(Config::default());
     h.now += Duration::from_millis(10);
     h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
-    if earlier_frame > 0 {
-        h.recv(Command::Syn, 3, b"").unwrap();
-        h.recv(Command::Psh, 3, &vec![7; earlier_frame]).unwrap();
-    }
     h.recv(Command::Syn, 1, b"").unwrap();
     h.accept();
-    let mut granted = INITIAL_CREDITS;
+    let full = vec![7; MAX_BODY];
+    let mut credits = INITIAL_CREDITS;
+    for body in [&full[..], &full[..MAX_BODY / 4]] {
+        h.recv(Command::Psh, 1, body).unwrap();
+        credits -= 1;
+        h.read(1, MAX_BODY).unwrap().unwrap();
+        credits += more_credits(&h.transmit());
+    }
+    assert_eq!(h.s.streams[&1].window, INITIAL_CREDITS);
     for _ in 0..40 {
-        for _ in 0..granted {
+        for _ in 0..credits {
             h.now += per_frame;
-            h.recv(Command::Psh, 1, b"x").unwrap();
-            h.read(1, 1).unwrap().unwrap();
+            h.recv(Command::Psh, 1, &full[..frame_len]).unwrap();
+            h.read(1, frame_len).unwrap().unwrap();
         }
-        granted = more_credits(&h.transmit());
+        credits = more_credits(&h.transmit());
     }
     h.s.streams[&1].window
 }
@@ -425,59 +438,40 @@ fn more_credits(frames: &[(Command, u32, Bytes)]) -> u32 {
 }
 
 #[test]
-fn window_grows_to_the_limit_when_it_is_read_faster_than_the_rtt() {
+fn a_new_stream_may_fill_its_whole_receive_buffer_at_once() {
     let config = Config::default();
-    let window = window_after_bulk(Duration::from_micros(10), 0);
-    assert_eq!(window, config.max_stream_window());
+    let mut h = Harness::new(config.clone());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.recv(Command::Psh, 1, b"x").unwrap();
+    h.read(1, 1).unwrap().unwrap();
+    let window = config.max_stream_window();
+    assert_eq!(more_credits(&h.transmit()), window - (INITIAL_CREDITS - 1));
     assert!(window as usize * MAX_BODY <= config.stream_receive_buffer);
 }
 
 #[test]
-fn window_stays_small_when_the_rtt_does_not_limit_the_stream() {
+fn after_interleaving_the_window_grows_back_when_it_is_read_faster_than_the_rtt() {
+    let window = window_after_bulk(Duration::from_micros(10), MAX_BODY);
+    assert_eq!(window, Config::default().max_stream_window());
+}
+
+#[test]
+fn after_interleaving_the_window_stays_small_when_the_rtt_does_not_limit_the_stream() {
     // Each half window takes far longer than two round trips: a bigger window would only queue.
     assert_eq!(
-        window_after_bulk(Duration::from_millis(10), 0),
+        window_after_bulk(Duration::from_millis(10), MAX_BODY),
         INITIAL_CREDITS
     );
 }
 
 #[test]
-fn window_ignores_credits_spent_fast_on_frames_far_below_the_largest() {
-    // The peer sent a 64 KiB frame before: 1-byte frames now mean it is interleaving them with
-    // another stream's messages, not that it is starved of credits.
+fn the_window_stays_small_while_frames_stay_far_below_the_largest() {
+    // 1-byte frames after 64 KiB ones: the peer is interleaving them with another stream's
+    // messages, not starved of credits.
     assert_eq!(
-        window_after_bulk(Duration::from_micros(10), MAX_BODY),
+        window_after_bulk(Duration::from_micros(10), 1),
         INITIAL_CREDITS
-    );
-}
-
-#[test]
-fn a_grown_window_returns_to_the_initial_credits_when_the_peer_interleaves() {
-    let mut h = Harness::new(Config::default());
-    h.now += Duration::from_millis(10);
-    h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
-    h.recv(Command::Syn, 1, b"").unwrap();
-    h.accept();
-    let full = vec![7; MAX_BODY];
-    // Full frames, each grant spent at once and read: the window grows.
-    let mut granted = INITIAL_CREDITS;
-    while h.s.streams[&1].window < 4 * INITIAL_CREDITS {
-        for _ in 0..granted {
-            h.recv(Command::Psh, 1, &full).unwrap();
-            h.read(1, MAX_BODY).unwrap().unwrap();
-        }
-        granted = more_credits(&h.transmit());
-    }
-    // Now quarter-size frames: the last credit spent on one shrinks the window.
-    for _ in 0..granted {
-        h.recv(Command::Psh, 1, &full[..MAX_BODY / 4]).unwrap();
-        h.read(1, MAX_BODY).unwrap().unwrap();
-    }
-    assert_eq!(h.s.streams[&1].window, INITIAL_CREDITS);
-    assert_eq!(
-        more_credits(&h.transmit()),
-        INITIAL_CREDITS,
-        "the next grant refills only the initial window"
     );
 }
 
@@ -578,7 +572,7 @@ fn abort_sends_fin_with_reason_and_fails_both_sides() {
 
 #[test]
 fn dropping_a_stream_sends_fin_after_its_data_and_discards_later_input() {
-    let mut h = Harness::smolmux_peer(Config::default());
+    let mut h = Harness::smolmux_peer(ten_frame_window());
     let id = h.s.app_open(Bytes::new()).unwrap();
     h.write(id, b"last words");
     h.s.app_drop(id);
