@@ -50,11 +50,10 @@ pub struct Config {
     /// stream's receive window starts at this limit, so one stream can fill a fast path at once;
     /// while its sender interleaves it with other streams' messages it drops to the protocol's
     /// initial 10 frames, and grows back when the window, not the application, limits the
-    /// stream (judged against the measured round trip). It must be at least 655,350 bytes, since
-    /// the protocol gives every new stream 10 credits. Many streams whose readers stall fill
-    /// `session_receive_buffer` after `session_receive_buffer / stream_receive_buffer` of them
-    /// (16 at the defaults), and then every stream waits: lower this limit if you expect many
-    /// slow readers at once. Default: 4 MiB.
+    /// stream (judged against the measured round trip). Beyond those 10 frames, all windows
+    /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
+    /// streams, so that readers which stall with full windows do not fill it. It must be at least
+    /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read. When it is reached
     /// the driver stops reading the connection until the application reads, so memory stays

@@ -176,6 +176,29 @@ impl StreamState {
         }
     }
 
+    /// Frames the peer may still bring into this stream's buffer: the credits it holds (none
+    /// count once it has sent FIN) and the frames not yet read.
+    fn committed_frames(&self) -> u32 {
+        let credits = match self.recv {
+            RecvState::Open => self.peer_credits,
+            _ => 0,
+        };
+        credits.saturating_add(self.recv_queue.len() as u32)
+    }
+
+    /// Frames the peer could be granted: the window, at most `limit`, less those committed.
+    fn free_window(&self, limit: u32) -> u32 {
+        self.window
+            .min(limit)
+            .saturating_sub(self.committed_frames())
+    }
+
+    /// Whether half the window, at most `limit`, is free: time for a MORE.
+    fn grant_due(&self, limit: u32) -> bool {
+        let free = self.free_window(limit);
+        free > 0 && free >= self.window.min(limit) / 2
+    }
+
     /// The next frame this stream wants to send, if it can send one now.
     fn next_data_frame(&self) -> Option<Command> {
         if self.syn.is_some() {
@@ -790,17 +813,12 @@ impl Session {
             return true;
         }
         while let Some(id) = self.grant_queue.pop_front() {
+            let limit = self.window_limit(id);
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
             stream.grant_scheduled = false;
-            let outstanding = stream
-                .peer_credits
-                .saturating_add(stream.recv_queue.len() as u32);
-            let credits = stream
-                .window
-                .saturating_sub(outstanding)
-                .min(u16::MAX.into());
+            let credits = stream.free_window(limit).min(u16::MAX.into());
             if credits == 0 || !matches!(stream.recv, RecvState::Open) {
                 continue;
             }
@@ -897,22 +915,59 @@ impl Session {
 
     // ----- flow control on the receive side -----
 
-    /// Queues a MORE for stream `id` once enough of its window is free.
+    /// Frames that windows may hold beyond their 10-frame floors, over all streams together:
+    /// half the full frames `session_receive_buffer` holds. The other half is for the floors,
+    /// which the protocol gives every stream without a grant: so readers that stall with full
+    /// windows cannot fill the session's buffer (which would stop every stream) unless about
+    /// fifty streams are open (at the defaults: 51 × 10 frames fill half of 64 MiB).
+    fn excess_budget(&self) -> usize {
+        self.config.session_receive_buffer / MAX_BODY / 2
+    }
+
+    /// The most frames any stream's window may hold now: the 10-frame floor plus an even share
+    /// of the [`Session::excess_budget`] among the open streams, at most `stream_receive_buffer`.
+    fn window_share(&self) -> u32 {
+        let share = self.excess_budget() / self.streams.len().max(1);
+        let share = u32::try_from(share).unwrap_or(u32::MAX);
+        INITIAL_CREDITS.saturating_add(share).min(self.max_window)
+    }
+
+    /// The most frames stream `id`'s window may hold now: its [`Session::window_share`], with
+    /// beyond the floor only what the other streams' windows leave of the excess budget. (The
+    /// share alone would not do: streams that were alone took more than their share.)
+    fn window_limit(&self, id: u32) -> u32 {
+        let share = self.window_share();
+        if share <= INITIAL_CREDITS {
+            // No window may pass the floor: no need to add up the others (this also bounds the
+            // sum below to as many streams as the excess budget has frames).
+            return INITIAL_CREDITS;
+        }
+        let others: usize = self
+            .streams
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(_, stream)| stream.committed_frames().saturating_sub(INITIAL_CREDITS) as usize)
+            .sum();
+        let left = self.excess_budget().saturating_sub(others);
+        let left = u32::try_from(left).unwrap_or(u32::MAX);
+        INITIAL_CREDITS.saturating_add(left).min(share)
+    }
+
+    /// Queues a MORE for stream `id` once half its window is free (batching the grants).
     fn consider_grant(&mut self, id: u32) {
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(stream) = self.streams.get(&id) else {
             return;
         };
         if stream.grant_scheduled || !matches!(stream.recv, RecvState::Open) {
             return;
         }
-        let outstanding = stream
-            .peer_credits
-            .saturating_add(stream.recv_queue.len() as u32);
-        let free = stream.window.saturating_sub(outstanding);
-        // Batch grants: wait until half the window is free.
-        if free == 0 || free < stream.window / 2 {
+        // The even share bounds the exact limit from above, and costs nothing to check first.
+        if !stream.grant_due(self.window_share()) || !stream.grant_due(self.window_limit(id)) {
             return;
         }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
         stream.grant_scheduled = true;
         self.grant_queue.push_back(id);
         self.wake_writer();

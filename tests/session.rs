@@ -373,6 +373,58 @@ fn stalled_readers_bound_the_session_receive_buffer_streams_one_by_one() {
     run(stalled_readers_bound_the_session_receive_buffer());
 }
 
+/// Streams that each read once (so that their windows open wide) and then stall do not fill the
+/// session's receive buffer, which would stop every other stream: the windows share it out.
+#[test]
+fn readers_that_read_once_then_stall_do_not_stop_other_streams() {
+    // 20 full windows of 64 frames would hold 2.5 times the session's buffer.
+    const STREAMS: u64 = 20;
+    const SESSION_LIMIT: usize = 512 * 65_535;
+    run(async {
+        let b_config = Config {
+            session_receive_buffer: SESSION_LIMIT,
+            ..Config::default()
+        };
+        assert_eq!(b_config.stream_receive_buffer / 65_535, 64);
+        let pair = smol_pair(Config::default(), b_config).await;
+        let mut stalled = Vec::new();
+        // One by one, so that the first streams open while they are alone.
+        for i in 0..STREAMS {
+            let mut writer = pair.a.open(b"").await.unwrap();
+            write_pattern(&mut writer, 70 + i, 0, 1).await.unwrap();
+            let mut reader = pair.b.accept().await.unwrap();
+            let mut first = [0u8; 1];
+            reader.read_exact(&mut first).await.unwrap();
+            stalled.push((writer, reader));
+        }
+        let blocked: Vec<_> = stalled
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mut writer, reader))| {
+                spawn(async move {
+                    write_until_blocked(&mut writer, 70 + i as u64, 1, 64 << 20).await;
+                    (writer, reader)
+                })
+            })
+            .collect();
+        let mut stalled = Vec::new();
+        for task in blocked {
+            stalled.push(task.await);
+        }
+        let buffered = pair.b.stats().recv_buffered_bytes;
+        assert!(
+            buffered < SESSION_LIMIT,
+            "stalled readers hold {buffered} bytes: the session's buffer is full"
+        );
+
+        let _server = spawn_echo_server(pair.b.clone());
+        let mut other = pair.a.open(b"other").await.unwrap();
+        let reply = round_trip(&mut other, b"still moving").await.unwrap();
+        assert_eq!(reply, b"still moving");
+        drop(stalled);
+    });
+}
+
 /// A driver the test can hold still, as a busy executor might.
 struct PausableDriver {
     driver: Driver,

@@ -450,6 +450,80 @@ fn a_new_stream_may_fill_its_whole_receive_buffer_at_once() {
     assert!(window as usize * MAX_BODY <= config.stream_receive_buffer);
 }
 
+/// Plays the peer opening stream `id` and sending it one small frame, which the application
+/// reads; returns the credits then granted.
+fn open_and_read_one_frame(h: &mut Harness, id: u32) -> u32 {
+    h.recv(Command::Syn, id, b"").unwrap();
+    h.accept();
+    read_one_frame(h, id)
+}
+
+/// Plays the peer sending stream `id` one small frame, which the application reads; returns the
+/// credits then granted.
+fn read_one_frame(h: &mut Harness, id: u32) -> u32 {
+    h.recv(Command::Psh, id, b"x").unwrap();
+    h.read(id, 1).unwrap().unwrap();
+    more_credits(&h.transmit())
+}
+
+/// Frames committed beyond the 10-frame floors, over all streams.
+fn excess_frames(h: &Harness) -> u32 {
+    let excess = |s: &StreamState| s.committed_frames().saturating_sub(INITIAL_CREDITS);
+    h.s.streams.values().map(|s| excess(s)).sum()
+}
+
+#[test]
+fn streams_share_half_the_session_receive_buffer_out_between_their_windows() {
+    let stream_window = Config::default().max_stream_window();
+    // Half the session buffer holds two full stream windows.
+    let config = Config {
+        session_receive_buffer: 4 * stream_window as usize * MAX_BODY,
+        ..Config::default()
+    };
+    let first_grant = |streams: u32| {
+        let mut h = Harness::new(config.clone());
+        for id in 2..=streams {
+            h.recv(Command::Syn, id, b"").unwrap();
+            h.accept();
+        }
+        open_and_read_one_frame(&mut h, 1)
+    };
+    let spent = INITIAL_CREDITS - 1;
+    assert_eq!(first_grant(1), stream_window - spent);
+    assert_eq!(first_grant(2), stream_window - spent);
+    assert_eq!(first_grant(4), INITIAL_CREDITS + stream_window / 2 - spent);
+    // Never below the protocol's initial credits, which need no grant.
+    assert_eq!(first_grant(64), 0);
+}
+
+#[test]
+fn stalled_windows_never_take_more_than_half_the_session_receive_buffer() {
+    let stream_window = Config::default().max_stream_window();
+    let config = Config {
+        session_receive_buffer: 2 * stream_window as usize * MAX_BODY,
+        ..Config::default()
+    };
+    let budget = stream_window;
+    let mut h = Harness::new(config);
+    let spent = INITIAL_CREDITS - 1;
+    // A stream alone takes its whole window, then its reader stalls.
+    assert_eq!(open_and_read_one_frame(&mut h, 1), stream_window - spent);
+    // A second one gets what is left of the half, a third none beyond its floor.
+    assert!(open_and_read_one_frame(&mut h, 2) > 0);
+    assert_eq!(excess_frames(&h), budget);
+    assert_eq!(open_and_read_one_frame(&mut h, 3), 0);
+    // The floor itself is granted back frame for frame.
+    let granted: u32 = (0..INITIAL_CREDITS)
+        .map(|_| read_one_frame(&mut h, 3))
+        .sum();
+    assert_eq!(granted, INITIAL_CREDITS);
+    // Stream 1, read again, gets credits up to its share of three, within the budget.
+    let granted: u32 = (0..stream_window).map(|_| read_one_frame(&mut h, 1)).sum();
+    assert!(granted > 0);
+    assert!(h.s.streams[&1].committed_frames() <= INITIAL_CREDITS + budget / 3);
+    assert!(excess_frames(&h) <= budget);
+}
+
 #[test]
 fn after_interleaving_the_window_grows_back_when_it_is_read_faster_than_the_rtt() {
     let window = window_after_bulk(Duration::from_micros(10), MAX_BODY);
