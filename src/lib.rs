@@ -100,6 +100,7 @@
 
 mod config;
 mod driver;
+mod fifo;
 pub mod frame;
 mod mux;
 mod send_buffer;

@@ -95,9 +95,10 @@ impl Mux {
     /// stream's reads return EOF. Fails if the session has ended or is closing, if `max_streams`
     /// streams are open, or if the metadata is too long.
     pub async fn open(&self, metadata: &[u8]) -> io::Result<Stream> {
-        let metadata = Bytes::copy_from_slice(metadata);
-        let id = self.shared.with(|s| s.app_open(metadata.clone()))?;
-        Ok(Stream::new(id, metadata, self.shared.clone()))
+        let id = self
+            .shared
+            .with(|s| s.app_open(Bytes::copy_from_slice(metadata)))?;
+        Ok(Stream::new(id, metadata.into(), self.shared.clone()))
     }
 
     /// Waits for the next stream opened by the peer.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 
 use crate::config::Config;
+use crate::fifo::Fifo;
 use crate::frame::{
     encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
 };
@@ -106,8 +107,12 @@ struct QueuedAbort {
     /// The FIN's body: the reason as the peer sees it.
     wire: Bytes,
     /// What local operations fail with.
-    reason: Arc<str>,
+    reason: ResetReason,
 }
+
+/// Why a stream was aborted, shared by both directions' states. An `Arc<String>` is a thin
+/// pointer, where an `Arc<str>` would take 16 bytes and make each state 8 bytes larger.
+type ResetReason = Arc<String>;
 
 /// Why nothing more will be sent on a stream.
 #[derive(Debug)]
@@ -115,14 +120,14 @@ enum SendEnd {
     /// A picomux peer's FIN ended both directions.
     PeerClosed,
     /// Either side aborted the stream.
-    Reset(Arc<str>),
+    Reset(ResetReason),
 }
 
 #[derive(Debug)]
 enum RecvState {
     Open,
     Finished,
-    Reset(Arc<str>),
+    Reset(ResetReason),
 }
 
 #[derive(Debug)]
@@ -135,8 +140,9 @@ struct StreamState {
     /// Credits the peer granted us: PSH frames we may still send.
     send_credits: u32,
     recv: RecvState,
-    recv_queue: VecDeque<Bytes>,
-    recv_bytes: usize,
+    /// Received data not yet read, front first (a frame the application has begun reading is
+    /// advanced past what it read).
+    recv_queue: Fifo<Bytes>,
     /// Credits the peer still holds on this stream: PSH frames it may still send us.
     peer_credits: u32,
     /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It starts at the
@@ -163,8 +169,7 @@ impl StreamState {
             send_buf: SendBuffer::default(),
             send_credits: INITIAL_CREDITS,
             recv: RecvState::Open,
-            recv_queue: VecDeque::new(),
-            recv_bytes: 0,
+            recv_queue: Fifo::default(),
             peer_credits: INITIAL_CREDITS,
             window,
             grant_scheduled: false,
@@ -174,6 +179,15 @@ impl StreamState {
             read_waker: None,
             write_waker: None,
         }
+    }
+
+    /// Drops the received data not yet read; returns its length in bytes.
+    fn discard_received(&mut self) -> usize {
+        let mut bytes = 0;
+        while let Some(unread) = self.recv_queue.pop_front() {
+            bytes += unread.len();
+        }
+        bytes
     }
 
     /// Frames the peer may still bring into this stream's buffer: the credits it holds (none
@@ -255,7 +269,7 @@ pub(crate) struct Session {
     next_id: u32,
     id_step: u32,
     peer_is_smolmux: bool,
-    accept_queue: VecDeque<(u32, Bytes)>,
+    accept_queue: VecDeque<(u32, Box<[u8]>)>,
     /// Streams the peer aborted before they were accepted, less streams accepted since.
     early_resets: u32,
     /// Refused SYNs to answer, with the reason the FIN carries.
@@ -468,8 +482,7 @@ impl Session {
         let window = self.max_window;
         self.streams
             .insert(id, Box::new(StreamState::new(None, window)));
-        self.accept_queue
-            .push_back((id, Bytes::copy_from_slice(metadata)));
+        self.accept_queue.push_back((id, metadata.into()));
         self.notify_accept = true;
         Ok(())
     }
@@ -499,7 +512,6 @@ impl Session {
             self.consider_grant(id);
             return Ok(());
         }
-        stream.recv_bytes += body.len();
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
@@ -529,11 +541,9 @@ impl Session {
             {
                 return self.drop_unaccepted(at);
             }
-            let reason: Arc<str> = String::from_utf8_lossy(reason).into();
+            let reason = ResetReason::new(String::from_utf8_lossy(reason).into_owned());
             tracing::debug!(id, %reason, "stream aborted by peer");
-            self.recv_buffered -= stream.recv_bytes;
-            stream.recv_bytes = 0;
-            stream.recv_queue.clear();
+            self.recv_buffered -= stream.discard_received();
             stream.recv = RecvState::Reset(reason.clone());
             self.send_buffered -= stream.send_buf.len();
             stream.send_buf.clear();
@@ -560,11 +570,11 @@ impl Session {
     /// ever sees it, and end the session if the peer makes a habit of it.
     fn drop_unaccepted(&mut self, at: usize) -> Result<(), ProtocolError> {
         let (id, _) = self.accept_queue.remove(at).expect("index from position()");
-        let stream = self
+        let mut stream = self
             .streams
             .remove(&id)
             .expect("queued streams are in the table");
-        self.recv_buffered -= stream.recv_bytes;
+        self.recv_buffered -= stream.discard_received();
         self.send_buffered -= stream.send_buf.len();
         self.wake_reader_if_room();
         self.early_resets += 1;
@@ -1040,7 +1050,7 @@ impl Session {
     }
 
     /// Takes the oldest stream waiting to be accepted.
-    pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Bytes)>> {
+    pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Box<[u8]>)>> {
         // After an orderly end, streams already queued are still handed out (they may hold
         // data and their FIN); after a failure they are not.
         if let Some(end) = self.end.as_ref().filter(|end| !end.is_clean()) {
@@ -1101,11 +1111,6 @@ impl Session {
                 stream.recv_queue.pop_front();
             }
         }
-        if stream.recv_queue.is_empty() {
-            // An idle stream keeps no queue allocation.
-            stream.recv_queue = VecDeque::new();
-        }
-        stream.recv_bytes -= copied;
         self.recv_buffered -= copied;
         self.consider_grant(id);
         self.wake_reader_if_room();
@@ -1201,7 +1206,7 @@ impl Session {
         }
         let reason = if end == 0 { "aborted" } else { &reason[..end] };
         tracing::debug!(id, reason, "stream aborted");
-        let local: Arc<str> = format!("aborted locally: {reason}").into();
+        let local = ResetReason::new(format!("aborted locally: {reason}"));
         if !matches!(stream.send, SendState::FinSent | SendState::Done(_)) {
             stream.send = SendState::AbortQueued(Box::new(QueuedAbort {
                 wire: Bytes::copy_from_slice(reason.as_bytes()),
@@ -1210,9 +1215,7 @@ impl Session {
         }
         self.send_buffered -= stream.send_buf.len();
         stream.send_buf.clear();
-        self.recv_buffered -= stream.recv_bytes;
-        stream.recv_bytes = 0;
-        stream.recv_queue.clear();
+        self.recv_buffered -= stream.discard_received();
         if !matches!(stream.recv, RecvState::Reset(_)) {
             stream.recv = RecvState::Reset(local);
         }
@@ -1234,9 +1237,7 @@ impl Session {
         if matches!(stream.send, SendState::Open) {
             stream.send = SendState::FinQueued;
         }
-        self.recv_buffered -= stream.recv_bytes;
-        stream.recv_bytes = 0;
-        stream.recv_queue.clear();
+        self.recv_buffered -= stream.discard_received();
         self.schedule_data(id);
         self.consider_grant(id);
         self.wake_reader_if_room();
@@ -1248,9 +1249,9 @@ impl Session {
             return;
         };
         if stream.handle_dropped && stream.local_done() && stream.remote_done() {
+            let mut stream = self.streams.remove(&id).expect("found above");
             self.send_buffered -= stream.send_buf.len();
-            self.recv_buffered -= stream.recv_bytes;
-            self.streams.remove(&id);
+            self.recv_buffered -= stream.discard_received();
             tracing::debug!(id, "stream closed");
             self.check_shutdown();
         }

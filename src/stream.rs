@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::shared::Shared;
@@ -60,12 +59,13 @@ use crate::shared::Shared;
 /// ```
 pub struct Stream {
     id: u32,
-    metadata: Bytes,
+    /// A boxed slice, not `Bytes`: every handle carries it, and it is half the size.
+    metadata: Box<[u8]>,
     shared: Arc<Shared>,
 }
 
 impl Stream {
-    pub(crate) fn new(id: u32, metadata: Bytes, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(id: u32, metadata: Box<[u8]>, shared: Arc<Shared>) -> Self {
         Stream {
             id,
             metadata,
