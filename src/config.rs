@@ -47,10 +47,9 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
     /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). A
-    /// stream's receive window starts at this limit, so one stream can fill a fast path at once;
-    /// while its sender interleaves it with other streams' messages it drops to the protocol's
-    /// initial 10 frames, and grows back when the window, not the application, limits the
-    /// stream (judged against the measured round trip). Beyond those 10 frames, all windows
+    /// stream's receive window is this limit, so one stream can fill a fast path at once, except
+    /// while its sender interleaves it with other streams' messages, when it is the protocol's
+    /// initial 10 frames. Beyond those 10 frames, all windows
     /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
     /// streams, so that readers which stall with full windows do not fill it. It must be at least
     /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.

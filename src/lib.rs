@@ -17,10 +17,9 @@
 //! - **Flow control**: the receiver grants credits as the application reads, so a stream whose
 //!   reader stalls stops its sender without slowing the other streams, and memory stays within
 //!   [`Config::stream_receive_buffer`] per stream and [`Config::session_receive_buffer`] in all.
-//!   A stream's window starts at its whole receive buffer, so one stream can fill a fast link at
-//!   once; it shrinks while the sender interleaves the stream with other streams' messages, so
-//!   that they do not queue behind it, and grows back when it, not the reader, limits the stream
-//!   (judged against the measured round trip).
+//!   A stream's window is its whole receive buffer, so one stream can fill a fast link at once,
+//!   except while the sender interleaves the stream with other streams' messages, so that they
+//!   do not queue behind it.
 //! - **Liveness**: with [`Config::ping_interval`] set, the session pings the peer and ends with
 //!   [`std::io::ErrorKind::TimedOut`] if a PONG does not come within [`Config::ping_timeout`];
 //!   [`Mux::last_rtt`] reports the latest round trip.

@@ -145,14 +145,12 @@ struct StreamState {
     recv_queue: Fifo<Bytes>,
     /// Credits the peer still holds on this stream: PSH frames it may still send us.
     peer_credits: u32,
-    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It starts at the
-    /// stream's whole receive buffer and drops to the initial 10 frames while the peer interleaves
-    /// (see [`Session::on_psh`]).
+    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It is the
+    /// stream's whole receive buffer, except while the peer interleaves this stream with other
+    /// streams' messages, when it is the initial 10 frames (see [`Session::on_psh`]).
     window: u32,
     /// In `grant_queue`, waiting for a MORE.
     grant_scheduled: bool,
-    /// When our latest MORE for this stream was encoded.
-    last_grant_at: Option<Instant>,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
     data_scheduled: bool,
     /// The user's handle is gone: received data is discarded and credited back at once.
@@ -173,7 +171,6 @@ impl StreamState {
             peer_credits: INITIAL_CREDITS,
             window,
             grant_scheduled: false,
-            last_grant_at: None,
             data_scheduled: false,
             handle_dropped: false,
             read_waker: None,
@@ -285,8 +282,10 @@ pub(crate) struct Session {
     psh_sent: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
-    /// The largest PSH body received: frames well below it mean the peer is interleaving, and
-    /// must not be taken for a stream starved of credits.
+    /// `psh_sent` when our latest PING went out: if no PSH has gone since, there is no queue
+    /// for its PONG to be followed by another PING to measure.
+    psh_sent_at_ping: u64,
+    /// The largest PSH body received: frames well below it mean the peer is interleaving.
     largest_psh_received: usize,
     /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
     closing: bool,
@@ -345,6 +344,7 @@ impl Session {
             send_buffered: 0,
             psh_sent: 0,
             last_message: None,
+            psh_sent_at_ping: 0,
             largest_psh_received: 0,
             closing: false,
             shutdown: false,
@@ -432,7 +432,7 @@ impl Session {
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
         match header.command {
             Command::Syn => self.on_syn(id, body),
-            Command::Psh => self.on_psh(id, body, now),
+            Command::Psh => self.on_psh(id, body),
             Command::Fin => self.on_fin(id, body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
@@ -487,9 +487,10 @@ impl Session {
         Ok(())
     }
 
-    fn on_psh(&mut self, id: u32, body: &[u8], now: Instant) -> Result<(), ProtocolError> {
+    fn on_psh(&mut self, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
         self.largest_psh_received = self.largest_psh_received.max(body.len());
         let interleaved = body.len() * 2 < self.largest_psh_received;
+        let max_window = self.max_window;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // the stream may have just closed
         };
@@ -515,13 +516,14 @@ impl Session {
         stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
         self.wake.extend(stream.read_waker.take());
-        if interleaved {
-            // The peer is interleaving this stream's data with another stream's messages (see
-            // INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight.
-            stream.window = INITIAL_CREDITS;
-        } else if stream.peer_credits == 0 {
-            self.tune_window(id, now);
-        }
+        // An interleaved frame means the peer is sending this stream's data beside another
+        // stream's messages (see INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight ahead
+        // of them. A full frame means it no longer does.
+        stream.window = if interleaved {
+            INITIAL_CREDITS
+        } else {
+            max_window
+        };
         Ok(())
     }
 
@@ -611,8 +613,8 @@ impl Session {
             self.wake_writer();
         } else {
             self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
-            if self.messages_flowing() {
-                // Keep measuring the queue ahead of the messages.
+            if self.messages_flowing() && self.psh_sent > self.psh_sent_at_ping {
+                // Keep measuring the queue ahead of the messages, while frames still go.
                 self.liveness.ping_wanted = true;
                 self.wake_writer();
             }
@@ -800,6 +802,7 @@ impl Session {
         if self.liveness.ping_wanted && self.liveness.ping_sent_at.is_none() {
             self.liveness.ping_wanted = false;
             self.liveness.ping_sent_at = Some(now);
+            self.psh_sent_at_ping = self.psh_sent;
             let next_ping_in_ms = self
                 .liveness
                 .interval
@@ -833,7 +836,6 @@ impl Session {
                 continue;
             }
             stream.peer_credits += credits;
-            stream.last_grant_at = Some(now);
             tracing::trace!(id, credits, "MORE sent");
             out.encode(|b| encode_frame(b, Command::More, id, &(credits as u16).to_le_bytes()));
             return true;
@@ -981,30 +983,6 @@ impl Session {
         stream.grant_scheduled = true;
         self.grant_queue.push_back(id);
         self.wake_writer();
-    }
-
-    /// Grows the window of stream `id` back after interleaving shrank it, when, at `now`, the
-    /// peer has just spent its last credit on a full frame. If it spent our latest grant within
-    /// two round trips of our sending it, while the application keeps up with the data, then the
-    /// window, not the reader, limits the stream: it doubles, up to `stream_receive_buffer`.
-    /// Judged against the smallest RTT seen, it settles near the path's bandwidth-delay product
-    /// instead of growing with the queue it builds itself.
-    fn tune_window(&mut self, id: u32, now: Instant) {
-        let (max_window, min_rtt) = (self.max_window, self.liveness.min_rtt);
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        let (Some(granted_at), Some(rtt)) = (stream.last_grant_at, min_rtt) else {
-            return;
-        };
-        let app_keeps_up = stream.recv_queue.len() as u32 <= stream.window / 4;
-        if app_keeps_up
-            && now.saturating_duration_since(granted_at) < 2 * rtt
-            && stream.window < max_window
-        {
-            stream.window = stream.window.saturating_mul(2).min(max_window);
-            tracing::trace!(id, window = stream.window, "receive window grown");
-        }
     }
 
     // ----- operations of the application -----

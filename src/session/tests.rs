@@ -398,34 +398,20 @@ fn reads_release_credits_in_batches() {
     );
 }
 
-/// Plays a bulk sender on stream 1: one full frame, then a quarter-size one (the peer starts
-/// interleaving, and the window drops to the initial 10 frames), then frames of `frame_len` bytes
-/// spending every credit, while the application reads each frame as it arrives and `per_frame`
-/// passes per frame. Returns the window reached.
-fn window_after_bulk(per_frame: Duration, frame_len: usize) -> u32 {
+/// Plays a bulk sender on stream 1: a full frame, a quarter-size one (the peer starts
+/// interleaving), then one of `frame_len` bytes, each read as it arrives. Returns the stream's
+/// window after each.
+fn windows_after(frame_len: usize) -> [u32; 3] {
     let mut h = Harness::new(Config::default());
-    h.now += Duration::from_millis(10);
-    h.recv(Command::Pong, 0, b"").unwrap(); // min RTT: 10 ms
     h.recv(Command::Syn, 1, b"").unwrap();
     h.accept();
     let full = vec![7; MAX_BODY];
-    let mut credits = INITIAL_CREDITS;
-    for body in [&full[..], &full[..MAX_BODY / 4]] {
-        h.recv(Command::Psh, 1, body).unwrap();
-        credits -= 1;
-        h.read(1, MAX_BODY).unwrap().unwrap();
-        credits += more_credits(&h.transmit());
-    }
-    assert_eq!(h.s.streams[&1].window, INITIAL_CREDITS);
-    for _ in 0..40 {
-        for _ in 0..credits {
-            h.now += per_frame;
-            h.recv(Command::Psh, 1, &full[..frame_len]).unwrap();
-            h.read(1, frame_len).unwrap().unwrap();
-        }
-        credits = more_credits(&h.transmit());
-    }
-    h.s.streams[&1].window
+    [MAX_BODY, MAX_BODY / 4, frame_len].map(|len| {
+        h.recv(Command::Psh, 1, &full[..len]).unwrap();
+        h.read(1, len).unwrap().unwrap();
+        h.transmit();
+        h.s.streams[&1].window
+    })
 }
 
 /// The credits granted by the MORE frames among `frames`.
@@ -525,28 +511,15 @@ fn stalled_windows_never_take_more_than_half_the_session_receive_buffer() {
 }
 
 #[test]
-fn after_interleaving_the_window_grows_back_when_it_is_read_faster_than_the_rtt() {
-    let window = window_after_bulk(Duration::from_micros(10), MAX_BODY);
-    assert_eq!(window, Config::default().max_stream_window());
-}
-
-#[test]
-fn after_interleaving_the_window_stays_small_when_the_rtt_does_not_limit_the_stream() {
-    // Each half window takes far longer than two round trips: a bigger window would only queue.
-    assert_eq!(
-        window_after_bulk(Duration::from_millis(10), MAX_BODY),
-        INITIAL_CREDITS
-    );
+fn after_interleaving_a_full_frame_restores_the_whole_window() {
+    let whole = Config::default().max_stream_window();
+    assert_eq!(windows_after(MAX_BODY), [whole, INITIAL_CREDITS, whole]);
 }
 
 #[test]
 fn the_window_stays_small_while_frames_stay_far_below_the_largest() {
-    // 1-byte frames after 64 KiB ones: the peer is interleaving them with another stream's
-    // messages, not starved of credits.
-    assert_eq!(
-        window_after_bulk(Duration::from_micros(10), 1),
-        INITIAL_CREDITS
-    );
+    // A 1-byte frame after 64 KiB ones: the peer is still interleaving.
+    assert_eq!(windows_after(1)[2], INITIAL_CREDITS);
 }
 
 #[test]
@@ -900,6 +873,20 @@ fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
         .map(|f| f.2.len())
         .sum();
     assert_eq!(bulk_bytes, 100_000);
+}
+
+#[test]
+fn once_no_frame_goes_the_queue_is_no_longer_measured() {
+    let (mut h, _bulk, chat) = bulk_and_chat();
+    h.write(chat, &[2; 100]);
+    assert_eq!(commands(&h.transmit()), vec![Command::Psh, Command::Ping]);
+    // Nothing was sent since that PING: its PONG starts no other, or two idle peers would
+    // exchange PINGs and PONGs for ever.
+    h.recv(Command::Pong, 0, b"").unwrap();
+    assert_eq!(commands(&h.transmit()), Vec::<Command>::new());
+    // The next message measures again.
+    h.write(chat, &[2; 100]);
+    assert_eq!(commands(&h.transmit()), vec![Command::Psh, Command::Ping]);
 }
 
 #[test]
