@@ -862,6 +862,8 @@ impl Session {
                 let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
                 out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
+                // Wake a flush waiting for the SYN to go.
+                self.wake.extend(stream.write_waker.take());
             }
             Some(Command::Psh) => {
                 // Split what is queued evenly over the fewest frames, so a 64 KiB write does

@@ -876,6 +876,18 @@ fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
 }
 
 #[test]
+fn a_flush_waiting_for_the_syn_is_woken_when_it_goes() {
+    let mut h = Harness::new(Config::default());
+    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap();
+    let flushed = Arc::new(Flag::default());
+    assert!(h.s.app_flush(id, &Waker::from(flushed.clone())).is_none());
+    h.transmit();
+    h.s.take_wakers().into_iter().for_each(Waker::wake);
+    assert!(flushed.0.load(Ordering::Relaxed));
+    assert!(matches!(h.s.app_flush(id, &noop()), Some(Ok(()))));
+}
+
+#[test]
 fn once_no_frame_goes_the_queue_is_no_longer_measured() {
     let (mut h, _bulk, chat) = bulk_and_chat();
     h.write(chat, &[2; 100]);
