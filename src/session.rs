@@ -197,6 +197,11 @@ impl StreamState {
         credits.saturating_add(self.recv_queue.len() as u32)
     }
 
+    /// Committed frames beyond the 10-frame floor that the protocol gives every stream.
+    fn excess_frames(&self) -> u32 {
+        self.committed_frames().saturating_sub(INITIAL_CREDITS)
+    }
+
     /// Frames the peer could be granted: the window, at most `limit`, less those committed.
     fn free_window(&self, limit: u32) -> u32 {
         self.window
@@ -960,7 +965,7 @@ impl Session {
             .streams
             .iter()
             .filter(|(other, _)| **other != id)
-            .map(|(_, stream)| stream.committed_frames().saturating_sub(INITIAL_CREDITS) as usize)
+            .map(|(_, stream)| stream.excess_frames() as usize)
             .sum();
         let left = self.excess_budget().saturating_sub(others);
         let left = u32::try_from(left).unwrap_or(u32::MAX);

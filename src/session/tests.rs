@@ -403,8 +403,7 @@ fn reads_release_credits_in_batches() {
 /// window after each.
 fn windows_after(frame_len: usize) -> [u32; 3] {
     let mut h = Harness::new(Config::default());
-    h.recv(Command::Syn, 1, b"").unwrap();
-    h.accept();
+    peer_opens(&mut h, 1);
     let full = vec![7; MAX_BODY];
     [MAX_BODY, MAX_BODY / 4, frame_len].map(|len| {
         h.recv(Command::Psh, 1, &full[..len]).unwrap();
@@ -427,20 +426,18 @@ fn more_credits(frames: &[(Command, u32, Bytes)]) -> u32 {
 fn a_new_stream_may_fill_its_whole_receive_buffer_at_once() {
     let config = Config::default();
     let mut h = Harness::new(config.clone());
-    h.recv(Command::Syn, 1, b"").unwrap();
-    h.accept();
-    h.recv(Command::Psh, 1, b"x").unwrap();
-    h.read(1, 1).unwrap().unwrap();
     let window = config.max_stream_window();
-    assert_eq!(more_credits(&h.transmit()), window - (INITIAL_CREDITS - 1));
+    assert_eq!(
+        open_and_read_one_frame(&mut h, 1),
+        window - (INITIAL_CREDITS - 1)
+    );
     assert!(window as usize * MAX_BODY <= config.stream_receive_buffer);
 }
 
 /// Plays the peer opening stream `id` and sending it one small frame, which the application
 /// reads; returns the credits then granted.
 fn open_and_read_one_frame(h: &mut Harness, id: u32) -> u32 {
-    h.recv(Command::Syn, id, b"").unwrap();
-    h.accept();
+    peer_opens(h, id);
     read_one_frame(h, id)
 }
 
@@ -454,23 +451,33 @@ fn read_one_frame(h: &mut Harness, id: u32) -> u32 {
 
 /// Frames committed beyond the 10-frame floors, over all streams.
 fn excess_frames(h: &Harness) -> u32 {
-    let excess = |s: &StreamState| s.committed_frames().saturating_sub(INITIAL_CREDITS);
-    h.s.streams.values().map(|s| excess(s)).sum()
+    h.s.streams.values().map(|s| s.excess_frames()).sum()
+}
+
+/// Plays the peer opening stream `id`, which the application accepts.
+fn peer_opens(h: &mut Harness, id: u32) {
+    h.recv(Command::Syn, id, b"").unwrap();
+    h.accept();
+}
+
+/// A default config whose session receive buffer holds `windows` full stream windows.
+fn session_of_stream_windows(windows: usize) -> Config {
+    let stream_window = Config::default().max_stream_window() as usize;
+    Config {
+        session_receive_buffer: windows * stream_window * MAX_BODY,
+        ..Config::default()
+    }
 }
 
 #[test]
 fn streams_share_half_the_session_receive_buffer_out_between_their_windows() {
     let stream_window = Config::default().max_stream_window();
     // Half the session buffer holds two full stream windows.
-    let config = Config {
-        session_receive_buffer: 4 * stream_window as usize * MAX_BODY,
-        ..Config::default()
-    };
+    let config = session_of_stream_windows(4);
     let first_grant = |streams: u32| {
         let mut h = Harness::new(config.clone());
         for id in 2..=streams {
-            h.recv(Command::Syn, id, b"").unwrap();
-            h.accept();
+            peer_opens(&mut h, id);
         }
         open_and_read_one_frame(&mut h, 1)
     };
@@ -485,12 +492,8 @@ fn streams_share_half_the_session_receive_buffer_out_between_their_windows() {
 #[test]
 fn stalled_windows_never_take_more_than_half_the_session_receive_buffer() {
     let stream_window = Config::default().max_stream_window();
-    let config = Config {
-        session_receive_buffer: 2 * stream_window as usize * MAX_BODY,
-        ..Config::default()
-    };
     let budget = stream_window;
-    let mut h = Harness::new(config);
+    let mut h = Harness::new(session_of_stream_windows(2));
     let spent = INITIAL_CREDITS - 1;
     // A stream alone takes its whole window, then its reader stalls.
     assert_eq!(open_and_read_one_frame(&mut h, 1), stream_window - spent);
