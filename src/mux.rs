@@ -94,6 +94,11 @@ impl Mux {
     /// SYN. If the peer refuses the stream (too many streams, or its accept backlog is full), the
     /// stream's reads return EOF. Fails if the session has ended or is closing, if `max_streams`
     /// streams are open, or if the metadata is too long.
+    ///
+    /// Until the peer accepts the stream and reads from it, it grants no credits beyond the
+    /// protocol's initial 10 frames: once those and the stream's `stream_send_buffer` are full,
+    /// writes wait. A peer that never accepts the stream holds them up until the stream is
+    /// aborted or dropped, or the session ends.
     pub async fn open(&self, metadata: &[u8]) -> io::Result<Stream> {
         let id = self
             .shared
