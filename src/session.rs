@@ -47,15 +47,18 @@ const SHARED_BODY_MIN: usize = 2048;
 /// `max_frame_body / INTERLEAVED_FRAME_DIVISOR` bytes: the protocol lets a stream keep at least 10
 /// frames in flight, and a message sent by another stream waits behind all of them (640 KiB of
 /// 64 KiB frames). A PSH that empties its stream's buffer and is smaller than this fraction of
-/// `max_frame_body` counts as a message.
+/// `max_frame_body` counts as a message, unless it is the tail of a burst (the stream's previous
+/// PSH left bytes queued): else a bulk stream's own tails would hide the other streams' messages.
 const INTERLEAVED_FRAME_DIVISOR: usize = 4;
 
 /// How many PSH frames after another stream's last message bulk streams keep their frames small.
 const MESSAGE_MEMORY: u64 = 128;
 
-/// While messages flow, a PING is kept in flight: its round trip measures the queue ahead of
-/// them. Once it has been out longer than twice the smallest RTT plus this allowance, bulk
-/// frames wait (messages, SYNs and FINs still go) until its PONG shows the queue drained.
+/// While both messages and our own bulk frames flow, a PING is kept in flight: its round trip
+/// measures the queue the bulk frames build ahead of the messages. Once it has been out longer
+/// than twice the smallest RTT plus this allowance, bulk frames wait (messages, SYNs and FINs
+/// still go) until its PONG shows the queue drained. Without bulk frames there is no queue of
+/// ours to drain, and no PING: it would cost each message a PING and a PONG.
 const QUEUE_ALLOWANCE: Duration = Duration::from_millis(1);
 
 /// Bulk frames wait at most this many queue limits for a PONG, so a peer that never answers
@@ -155,6 +158,9 @@ struct StreamState {
     data_scheduled: bool,
     /// The user's handle is gone: received data is discarded and credited back at once.
     handle_dropped: bool,
+    /// Our latest PSH on this stream left bytes queued: the PSH that empties the queue next is
+    /// the tail of a burst, not a message.
+    mid_burst: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -173,6 +179,7 @@ impl StreamState {
             grant_scheduled: false,
             data_scheduled: false,
             handle_dropped: false,
+            mid_burst: false,
             read_waker: None,
             write_waker: None,
         }
@@ -287,9 +294,8 @@ pub(crate) struct Session {
     psh_sent: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
-    /// `psh_sent` when our latest PING went out: if no PSH has gone since, there is no queue
-    /// for its PONG to be followed by another PING to measure.
-    psh_sent_at_ping: u64,
+    /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
+    last_bulk: Option<u64>,
     /// The largest PSH body received: frames well below it mean the peer is interleaving.
     largest_psh_received: usize,
     /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
@@ -349,7 +355,7 @@ impl Session {
             send_buffered: 0,
             psh_sent: 0,
             last_message: None,
-            psh_sent_at_ping: 0,
+            last_bulk: None,
             largest_psh_received: 0,
             closing: false,
             shutdown: false,
@@ -617,12 +623,10 @@ impl Session {
             self.liveness.ping_wanted = true;
             self.wake_writer();
         } else {
+            // The next PSH starts the next queue-measuring PING, if still worth it (see
+            // `encode_data`): starting it here would keep two idle peers exchanging PINGs and
+            // PONGs for ever.
             self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
-            if self.messages_flowing() && self.psh_sent > self.psh_sent_at_ping {
-                // Keep measuring the queue ahead of the messages, while frames still go.
-                self.liveness.ping_wanted = true;
-                self.wake_writer();
-            }
         }
         if !self.held.is_empty() {
             self.wake_writer();
@@ -807,7 +811,6 @@ impl Session {
         if self.liveness.ping_wanted && self.liveness.ping_sent_at.is_none() {
             self.liveness.ping_wanted = false;
             self.liveness.ping_sent_at = Some(now);
-            self.psh_sent_at_ping = self.psh_sent;
             let next_ping_in_ms = self
                 .liveness
                 .interval
@@ -876,12 +879,12 @@ impl Session {
                 let queued = stream.send_buf.len();
                 let len = queued.div_ceil(queued.div_ceil(frame_max));
                 self.psh_sent += 1;
-                if len == queued && len < message_max {
+                if len < queued || len >= message_max {
+                    self.last_bulk = Some(self.psh_sent);
+                } else if !stream.mid_burst {
                     self.last_message = Some((self.psh_sent, id));
-                    if self.liveness.ping_sent_at.is_none() {
-                        self.liveness.ping_wanted = true;
-                    }
                 }
+                stream.mid_burst = len < queued;
                 tracing::trace!(id, len, "PSH sent");
                 let header = Header {
                     command: Command::Psh,
@@ -916,20 +919,35 @@ impl Session {
                 return;
             }
         }
+        if self.queue_worth_measuring() && self.liveness.ping_sent_at.is_none() {
+            // Measure the queue this frame joins (see QUEUE_ALLOWANCE).
+            self.liveness.ping_wanted = true;
+        }
         self.schedule_data(id);
     }
 
-    /// Whether a stream other than `id` sent a small message within the last [`MESSAGE_MEMORY`]
-    /// PSH frames: then `id` interleaves its bulk data in smaller frames.
-    fn messages_flow_besides(&self, id: u32) -> bool {
-        self.last_message
-            .is_some_and(|(at, sender)| sender != id && self.psh_sent - at < MESSAGE_MEMORY)
+    /// Whether the PSH frame numbered `at` (in `psh_sent`) is among the last [`MESSAGE_MEMORY`].
+    fn sent_lately(&self, at: u64) -> bool {
+        self.psh_sent - at < MESSAGE_MEMORY
     }
 
-    /// Whether any stream sent a small message within the last [`MESSAGE_MEMORY`] PSH frames.
+    /// Whether a stream other than `id` sent a small message lately: then `id` interleaves its
+    /// bulk data in smaller frames.
+    fn messages_flow_besides(&self, id: u32) -> bool {
+        self.last_message
+            .is_some_and(|(at, sender)| sender != id && self.sent_lately(at))
+    }
+
+    /// Whether any stream sent a small message lately.
     fn messages_flowing(&self) -> bool {
         self.last_message
-            .is_some_and(|(at, _)| self.psh_sent - at < MESSAGE_MEMORY)
+            .is_some_and(|(at, _)| self.sent_lately(at))
+    }
+
+    /// Whether messages and bulk frames both flow lately, so that a PING should measure the
+    /// queue the bulk frames build ahead of the messages (see [`QUEUE_ALLOWANCE`]).
+    fn queue_worth_measuring(&self) -> bool {
+        self.messages_flowing() && self.last_bulk.is_some_and(|at| self.sent_lately(at))
     }
 
     // ----- flow control on the receive side -----

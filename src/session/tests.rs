@@ -816,6 +816,26 @@ fn bulk_frames_shrink_while_another_stream_sends_messages() {
 }
 
 #[test]
+fn the_tail_of_a_bulk_burst_is_not_taken_for_a_message() {
+    let mut h = Harness::new(Config::default());
+    let (bulk, chat) = (
+        h.s.app_open(Bytes::new()).unwrap(),
+        h.s.app_open(Bytes::new()).unwrap(),
+    );
+    h.more(bulk, 10_000);
+    let interleaved = MAX_BODY / INTERLEAVED_FRAME_DIVISOR;
+    h.write(chat, &[2; 100]);
+    assert_eq!(psh_sizes(&mut h, chat), vec![100]);
+    // Three frames, the last of which empties the buffer and is small: a tail.
+    h.write(bulk, &[1; 40_000]);
+    assert_eq!(psh_sizes(&mut h, bulk), vec![13_334, 13_333, 13_333]);
+    // The chat stream's message still counts: bulk frames stay small.
+    h.write(bulk, &[1; 131_072]);
+    let sizes = psh_sizes(&mut h, bulk);
+    assert!(sizes.iter().all(|&n| n <= interleaved), "{sizes:?}");
+}
+
+#[test]
 fn a_stream_s_own_small_writes_do_not_shrink_its_frames() {
     let mut h = Harness::new(Config::default());
     let id = h.s.app_open(Bytes::new()).unwrap();
@@ -850,26 +870,42 @@ fn bulk_and_chat() -> (Harness, u32, u32) {
     (h, bulk, chat)
 }
 
+/// Sends a bulk frame, then a message: the PING that measures the queue ahead of messages goes.
+fn start_measuring_the_queue(h: &mut Harness, bulk: u32, chat: u32) {
+    h.write(bulk, &[1; 60_000]);
+    assert_eq!(commands(&h.transmit()), vec![Command::Psh]);
+    h.write(chat, &[2; 100]);
+    assert_eq!(
+        commands(&h.transmit()),
+        vec![Command::Psh, Command::Ping],
+        "a message after bulk frames starts a PING that measures the queue ahead of it"
+    );
+}
+
+#[test]
+fn messages_without_bulk_frames_send_no_ping() {
+    let (mut h, _bulk, chat) = bulk_and_chat();
+    for _ in 0..3 {
+        h.write(chat, &[2; 100]);
+        assert_eq!(commands(&h.transmit()), vec![Command::Psh]);
+    }
+}
+
 #[test]
 fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
     let (mut h, bulk, chat) = bulk_and_chat();
-    h.write(chat, &[2; 100]);
-    let frames = h.transmit();
-    assert_eq!(
-        commands(&frames),
-        vec![Command::Psh, Command::Ping],
-        "a message starts a PING that measures the queue ahead of it"
-    );
+    start_measuring_the_queue(&mut h, bulk, chat);
     // The PING is out longer than 2 x 1 ms + QUEUE_ALLOWANCE: bulk frames wait.
     h.now += Duration::from_millis(4);
     h.write(bulk, &[1; 100_000]);
     h.write(chat, &[2; 100]);
     assert_eq!(psh_sizes(&mut h, chat), vec![100]);
     assert_eq!(psh_sizes(&mut h, bulk), Vec::<usize>::new());
-    // The PONG shows the queue drained: bulk frames go, and the next PING measures again.
+    // The PONG shows the queue drained: bulk frames go, and a PING after the first measures
+    // again.
     h.recv(Command::Pong, 0, b"").unwrap();
     let frames = h.transmit();
-    assert_eq!(frames[0].0, Command::Ping);
+    assert_eq!(commands(&frames[..2]), vec![Command::Psh, Command::Ping]);
     let bulk_bytes: usize = frames
         .iter()
         .filter(|f| f.0 == Command::Psh && f.1 == bulk)
@@ -892,9 +928,8 @@ fn a_flush_waiting_for_the_syn_is_woken_when_it_goes() {
 
 #[test]
 fn once_no_frame_goes_the_queue_is_no_longer_measured() {
-    let (mut h, _bulk, chat) = bulk_and_chat();
-    h.write(chat, &[2; 100]);
-    assert_eq!(commands(&h.transmit()), vec![Command::Psh, Command::Ping]);
+    let (mut h, bulk, chat) = bulk_and_chat();
+    start_measuring_the_queue(&mut h, bulk, chat);
     // Nothing was sent since that PING: its PONG starts no other, or two idle peers would
     // exchange PINGs and PONGs for ever.
     h.recv(Command::Pong, 0, b"").unwrap();
@@ -907,8 +942,7 @@ fn once_no_frame_goes_the_queue_is_no_longer_measured() {
 #[test]
 fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
     let (mut h, bulk, chat) = bulk_and_chat();
-    h.write(chat, &[2; 100]);
-    h.transmit();
+    start_measuring_the_queue(&mut h, bulk, chat);
     h.now += Duration::from_millis(4);
     h.write(bulk, &[1; 100_000]);
     let timer = Arc::new(Flag::default());
