@@ -296,7 +296,8 @@ pub(crate) struct Session {
     last_message: Option<(u64, u32)>,
     /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
     last_bulk: Option<u64>,
-    /// The largest PSH body received: frames well below it mean the peer is interleaving.
+    /// The largest PSH body received: frames well below it (or below our own `max_frame_body`,
+    /// from a smolmux peer) mean the peer is interleaving.
     largest_psh_received: usize,
     /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
     closing: bool,
@@ -500,7 +501,15 @@ impl Session {
 
     fn on_psh(&mut self, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
         self.largest_psh_received = self.largest_psh_received.max(body.len());
-        let interleaved = body.len() * 2 < self.largest_psh_received;
+        // A smolmux peer may interleave from its first frame on, before any full frame shows
+        // what full is: our own max_frame_body stands in (peers usually share a configuration).
+        // Other peers never interleave, and picomux's 8 KiB frames must not pass for it.
+        let full_frame = if self.peer_is_smolmux {
+            self.largest_psh_received.max(self.config.max_frame_body)
+        } else {
+            self.largest_psh_received
+        };
+        let interleaved = body.len() * 2 < full_frame;
         let max_window = self.max_window;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // the stream may have just closed

@@ -519,6 +519,33 @@ fn after_interleaving_a_full_frame_restores_the_whole_window() {
     assert_eq!(windows_after(MAX_BODY), [whole, INITIAL_CREDITS, whole]);
 }
 
+/// The window of a stream the peer opens and sends one frame of `len` bytes, which is read.
+fn window_after_first_frame(mut h: Harness, len: usize) -> u32 {
+    peer_opens(&mut h, 1);
+    h.recv(Command::Psh, 1, &vec![7; len]).unwrap();
+    h.read(1, len).unwrap().unwrap();
+    h.transmit();
+    h.s.streams[&1].window
+}
+
+#[test]
+fn a_smolmux_peer_interleaving_from_its_first_frame_gets_the_small_window() {
+    let h = Harness::smolmux_peer(Config::default());
+    assert_eq!(
+        window_after_first_frame(h, MAX_BODY / INTERLEAVED_FRAME_DIVISOR),
+        INITIAL_CREDITS
+    );
+}
+
+#[test]
+fn a_picomux_peer_s_8_kib_frames_keep_the_whole_window() {
+    let whole = Config::default().max_stream_window();
+    assert_eq!(
+        window_after_first_frame(Harness::new(Config::default()), 8192),
+        whole
+    );
+}
+
 #[test]
 fn the_window_stays_small_while_frames_stay_far_below_the_largest() {
     // A 1-byte frame after 64 KiB ones: the peer is still interleaving.
