@@ -1,4 +1,5 @@
-//! The connection's I/O: one reader, one writer and one timer, joined in a single future.
+//! The connection's I/O: one reader, one writer and one timer, joined in a single future that
+//! polls each of them only when its own waker fired.
 //!
 //! The reader never waits for the writer or for the application (except when the session's
 //! receive buffer is full, which is the backpressure that bounds memory), so PINGs are answered
@@ -8,15 +9,16 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_lite::future::{self, FutureExt as _};
+use futures_lite::future;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
@@ -43,7 +45,65 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 #[must_use = "the driver does the session's I/O: spawn it"]
 pub struct Driver {
     shared: Arc<Shared>,
-    run: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The reader, the writer and the timer; the driver is done when any of them is.
+    loops: [Loop; 3],
+    /// The waker of the task polling the driver, which every loop's waker wakes.
+    task: Arc<Mutex<Option<Waker>>>,
+}
+
+/// One of the driver's loops, polled only when its own waker fired: a wake-up for the writer
+/// (each message written) would otherwise cost the reader a failed read and a re-arm of the
+/// reactor (two syscalls), and the timer a trip through the session lock.
+struct Loop {
+    future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    wake: Arc<LoopWake>,
+    waker: Waker,
+}
+
+struct LoopWake {
+    woken: AtomicBool,
+    task: Arc<Mutex<Option<Waker>>>,
+}
+
+impl Wake for LoopWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = &*self.task.lock() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl Loop {
+    fn new(
+        future: impl Future<Output = ()> + Send + 'static,
+        task: &Arc<Mutex<Option<Waker>>>,
+    ) -> Loop {
+        let wake = Arc::new(LoopWake {
+            // Polled on the driver's first poll.
+            woken: AtomicBool::new(true),
+            task: task.clone(),
+        });
+        Loop {
+            future: Box::pin(future),
+            waker: Waker::from(wake.clone()),
+            wake,
+        }
+    }
+
+    /// Polls the loop if its waker fired since its last poll; whether it is done.
+    fn poll_if_woken(&mut self) -> bool {
+        // Cleared before the poll, so that a wake-up during it is not lost.
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let mut cx = Context::from_waker(&self.waker);
+        self.future.as_mut().poll(&mut cx).is_ready()
+    }
 }
 
 impl Driver {
@@ -55,13 +115,22 @@ impl Driver {
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("smolmux", session);
         span.in_scope(|| tracing::debug!("session started"));
-        let run = read_loop(shared.clone(), read)
-            .or(write_loop(shared.clone(), write))
-            .or(timer_loop(shared.clone()))
-            .instrument(span);
+        let task = Arc::new(Mutex::new(None));
+        let loops = [
+            Loop::new(
+                read_loop(shared.clone(), read).instrument(span.clone()),
+                &task,
+            ),
+            Loop::new(
+                write_loop(shared.clone(), write).instrument(span.clone()),
+                &task,
+            ),
+            Loop::new(timer_loop(shared.clone()).instrument(span), &task),
+        ];
         Driver {
             shared,
-            run: Box::pin(run),
+            loops,
+            task,
         }
     }
 }
@@ -70,7 +139,17 @@ impl Future for Driver {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.run.as_mut().poll(cx).is_pending() {
+        {
+            let mut task = self.task.lock();
+            if !task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let mut done = false;
+        for running in &mut self.loops {
+            done |= running.poll_if_woken();
+        }
+        if !done {
             return Poll::Pending;
         }
         Poll::Ready(self.shared.with(|s| match s.end() {
