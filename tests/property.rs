@@ -166,7 +166,10 @@ fn run(plans: Vec<StreamPlan>, faults: Faults, seed: u64) {
     ex.spawn(async move { b_driver.await.expect("driver b") })
         .detach();
     let test = async {
-        let openers: Vec<_> = (plans.iter().cloned().enumerate())
+        let openers: Vec<_> = plans
+            .iter()
+            .cloned()
+            .enumerate()
             .map(|(index, plan)| ex.spawn(opener(a.clone(), index, plan)))
             .collect();
         let openers_done = async {
