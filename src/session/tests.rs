@@ -814,12 +814,7 @@ fn psh_sizes(h: &mut Harness, id: u32) -> Vec<usize> {
 
 #[test]
 fn bulk_frames_shrink_while_another_stream_sends_messages() {
-    let mut h = Harness::new(Config::default());
-    let (bulk, chat) = (
-        h.s.app_open(Bytes::new()).unwrap(),
-        h.s.app_open(Bytes::new()).unwrap(),
-    );
-    h.more(bulk, 10_000);
+    let (mut h, bulk, chat) = bulk_and_chat();
     let interleaved = MAX_BODY / INTERLEAVED_FRAME_DIVISOR;
 
     h.write(bulk, &[1; 131_072]);
@@ -844,12 +839,7 @@ fn bulk_frames_shrink_while_another_stream_sends_messages() {
 
 #[test]
 fn the_tail_of_a_bulk_burst_is_not_taken_for_a_message() {
-    let mut h = Harness::new(Config::default());
-    let (bulk, chat) = (
-        h.s.app_open(Bytes::new()).unwrap(),
-        h.s.app_open(Bytes::new()).unwrap(),
-    );
-    h.more(bulk, 10_000);
+    let (mut h, bulk, chat) = bulk_and_chat();
     let interleaved = MAX_BODY / INTERLEAVED_FRAME_DIVISOR;
     h.write(chat, &[2; 100]);
     assert_eq!(psh_sizes(&mut h, chat), vec![100]);
