@@ -17,17 +17,15 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
-use crate::frame::{FrameIter, HEADER_LEN, MAX_BODY};
+use crate::read_buffer::ReadBuffer;
 use crate::shared::Shared;
 use crate::transmit::Transmit;
 
-/// Size of the buffer the reader fills from the connection: room for several full frames.
-const READ_BUFFER: usize = 256 << 10;
 /// Bytes of frames the writer gathers before one write to the connection.
 const WRITE_BATCH: usize = 256 << 10;
 
@@ -196,8 +194,7 @@ fn io_failure(shared: &Shared, what: &str, err: io::Error) {
 
 /// Reads frames from the connection and hands them to the session, many frames per lock.
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
-    let mut buf = vec![0u8; READ_BUFFER];
-    let (mut start, mut end) = (0, 0);
+    let mut buffer = ReadBuffer::new();
     loop {
         // Backpressure: wait while the session cannot take more.
         let alive = future::poll_fn(|cx| {
@@ -219,9 +216,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         // so that it holds at most one frame past its limit.
         let now = Instant::now();
         let dispatched = shared.with(|s| {
-            let mut frames = FrameIter::new(&buf[start..end]);
             while !s.reader_paused() {
-                let frame = frames.next_frame().map_err(io::Error::from);
+                let frame = buffer.next_frame().map_err(io::Error::from);
                 match frame {
                     Ok(Some((header, body))) => {
                         if let Err(err) = s.on_frame(header, body, now) {
@@ -230,37 +226,27 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
                             return None;
                         }
                     }
-                    Ok(None) => return Some((frames.consumed(), false)),
+                    Ok(None) => return Some(false),
                     Err(err) => {
                         s.fail(err.kind(), err.to_string());
                         return None;
                     }
                 }
             }
-            Some((frames.consumed(), true))
+            Some(true)
         });
-        let Some((consumed, paused)) = dispatched else {
+        let Some(paused) = dispatched else {
             return;
         };
-        start += consumed;
-        if start == end {
-            (start, end) = (0, 0);
-        }
         if paused {
             continue;
         }
-        // Keep room for a whole frame after the partial one at the front.
-        if buf.len() - end < HEADER_LEN + MAX_BODY {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-        }
-        let n = match read.read(&mut buf[end..]).await {
+        let n = match buffer.fill(&mut read).await {
             Ok(n) => n,
             Err(err) => return io_failure(&shared, "read", err),
         };
         if n == 0 {
-            let partial = end - start;
+            let partial = buffer.pending_len();
             shared.with(|s| {
                 if partial == 0 {
                     s.on_eof();
@@ -274,7 +260,6 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
             // The writer may still be sending our last FINs.
             return wait_for_end(&shared).await;
         }
-        end += n;
         // The connection may always have more to read: let other tasks run (the streams' readers
         // and writers this one just woke) instead of holding the thread.
         future::yield_now().await;

@@ -102,6 +102,7 @@ mod driver;
 mod fifo;
 pub mod frame;
 mod mux;
+mod read_buffer;
 mod send_buffer;
 mod session;
 mod shared;

@@ -437,22 +437,22 @@ impl Session {
     pub(crate) fn on_frame(
         &mut self,
         header: Header,
-        body: &[u8],
+        body: Bytes,
         now: Instant,
     ) -> Result<(), ProtocolError> {
         let id = header.stream_id;
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
         match header.command {
-            Command::Syn => self.on_syn(id, body),
+            Command::Syn => self.on_syn(id, &body),
             Command::Psh => self.on_psh(id, body),
-            Command::Fin => self.on_fin(id, body),
+            Command::Fin => self.on_fin(id, &body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
                 self.on_more(id, credits);
                 Ok(())
             }
             Command::Ping => {
-                let info = PingInfo::decode(body)?;
+                let info = PingInfo::decode(&body)?;
                 if info.smolmux && !self.peer_is_smolmux {
                     tracing::debug!("peer speaks smolmux extensions");
                     self.peer_is_smolmux = true;
@@ -499,7 +499,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_psh(&mut self, id: u32, body: &[u8]) -> Result<(), ProtocolError> {
+    fn on_psh(&mut self, id: u32, body: Bytes) -> Result<(), ProtocolError> {
         self.largest_psh_received = self.largest_psh_received.max(body.len());
         // A smolmux peer may interleave from its first frame on, before any full frame shows
         // what full is: our own max_frame_body stands in (peers usually share a configuration).
@@ -533,8 +533,8 @@ impl Session {
             self.consider_grant(id);
             return Ok(());
         }
-        stream.recv_queue.push_back(Bytes::copy_from_slice(body));
         self.recv_buffered += body.len();
+        stream.recv_queue.push_back(body);
         self.wake.extend(stream.read_waker.take());
         // An interleaved frame means the peer is sending this stream's data beside another
         // stream's messages (see INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight ahead

@@ -51,13 +51,15 @@ impl Harness {
             body_len: body.len() as u16,
             stream_id: id,
         };
-        self.s.on_frame(header, body, self.now)
+        self.s
+            .on_frame(header, Bytes::copy_from_slice(body), self.now)
     }
 
     fn recv_raw(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
         let mut frames = FrameIter::new(bytes);
         while let Some((header, body)) = frames.next_frame()? {
-            self.s.on_frame(header, body, self.now)?;
+            self.s
+                .on_frame(header, Bytes::copy_from_slice(body), self.now)?;
         }
         Ok(())
     }

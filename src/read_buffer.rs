@@ -1,0 +1,243 @@
+//! The reader's buffers: each read from the connection fills a fixed-size segment, and bulk PSH
+//! bodies reach the streams as shared slices of it, so received data is copied only by the
+//! kernel and by the application's `read`.
+//!
+//! A segment is reused (without being zeroed again) once every body sliced from it has been read.
+//! Memory stays bounded however slowly the application reads: at most [`SLICED_SEGMENTS`]
+//! segments lend slices, and while all of them are held, reads go into one more segment whose
+//! bodies are copied out, as small bodies always are (a 64-byte message must not hold on to a
+//! whole segment). Either way the session counts each queued body's length against its receive
+//! buffer.
+
+use std::io;
+use std::mem;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use futures_io::AsyncRead;
+use futures_lite::AsyncReadExt;
+
+use crate::frame::{Command, FrameIter, Header, ProtocolError, HEADER_LEN};
+
+/// Bytes one read may fill: room for several full frames.
+const SEGMENT_LEN: usize = 256 << 10;
+/// Segments whose bodies are handed out as slices.
+const SLICED_SEGMENTS: usize = 4;
+/// The segment read into while all the others are held: its bodies are always copied, so it is
+/// always free again by the next read.
+const COPIED_SEGMENT: usize = SLICED_SEGMENTS;
+/// PSH bodies shorter than this are copied out of any segment.
+const MIN_SLICED_BODY: usize = 4 << 10;
+
+/// Received bytes, in segments, and the part of them not yet decoded.
+pub(crate) struct ReadBuffer {
+    /// Each segment's whole length (all of it initialized), or empty until first used.
+    segments: [Bytes; SLICED_SEGMENTS + 1],
+    /// Received bytes not yet decoded (the start of a frame): which segment, and where.
+    pending: Option<(usize, Range<usize>)>,
+}
+
+impl ReadBuffer {
+    pub(crate) fn new() -> Self {
+        ReadBuffer {
+            segments: Default::default(),
+            pending: None,
+        }
+    }
+
+    /// Received bytes not yet decoded.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.as_ref().map_or(0, |(_, range)| range.len())
+    }
+
+    /// Reads once from `read` into a free segment, after the bytes still pending; the number of
+    /// bytes read (0 at the end of the connection).
+    pub(crate) async fn fill<R: AsyncRead + Unpin>(&mut self, read: &mut R) -> io::Result<usize> {
+        let index = self.free_segment();
+        let mut segment = self.take_for_writing(index);
+        let carried = self.move_pending_to_front(&mut segment, index);
+        let result = read.read(&mut segment[carried..]).await;
+        let filled = carried + result.as_ref().map_or(0, |&n| n);
+        self.segments[index] = segment.freeze();
+        self.pending = (filled > 0).then_some((index, 0..filled));
+        result
+    }
+
+    /// Decodes the next complete frame of the pending bytes, if there is one.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(Header, Bytes)>, ProtocolError> {
+        let Some((index, range)) = &mut self.pending else {
+            return Ok(None);
+        };
+        let segment = &self.segments[*index];
+        let mut frames = FrameIter::new(&segment[range.clone()]);
+        let Some((header, body)) = frames.next_frame()? else {
+            return Ok(None);
+        };
+        let copy = header.command == Command::Psh
+            && (*index == COPIED_SEGMENT || body.len() < MIN_SLICED_BODY);
+        let body = if copy {
+            Bytes::copy_from_slice(body)
+        } else {
+            // Other frames' bodies are read and dropped before the session returns.
+            let start = range.start + HEADER_LEN;
+            segment.slice(start..start + body.len())
+        };
+        range.start += frames.consumed();
+        if range.start == range.end {
+            self.pending = None;
+        }
+        Ok(Some((header, body)))
+    }
+
+    /// The first segment no body holds any more, or the copied one.
+    fn free_segment(&self) -> usize {
+        (0..SLICED_SEGMENTS)
+            .find(|&i| self.segments[i].is_empty() || self.segments[i].is_unique())
+            .unwrap_or(COPIED_SEGMENT)
+    }
+
+    /// The segment at `index`, writable; a new one the first time.
+    fn take_for_writing(&mut self, index: usize) -> BytesMut {
+        let segment = mem::take(&mut self.segments[index]);
+        if segment.is_empty() {
+            return BytesMut::zeroed(SEGMENT_LEN);
+        }
+        // Unique: `free_segment` checked (pending bytes are a range, not a reference).
+        segment
+            .try_into_mut()
+            .unwrap_or_else(|_| BytesMut::zeroed(SEGMENT_LEN))
+    }
+
+    /// Copies the pending bytes to the front of `segment` (which was `segments[index]`); their
+    /// length.
+    fn move_pending_to_front(&mut self, segment: &mut BytesMut, index: usize) -> usize {
+        let Some((from, range)) = self.pending.take() else {
+            return 0;
+        };
+        let len = range.len();
+        if from == index {
+            segment.copy_within(range, 0);
+        } else {
+            segment[..len].copy_from_slice(&self.segments[from][range]);
+        }
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+
+    use super::*;
+    use crate::frame::encode_frame;
+
+    fn psh(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut frame = BytesMut::new();
+        encode_frame(&mut frame, Command::Psh, id, body);
+        frame.to_vec()
+    }
+
+    fn fill_from(buffer: &mut ReadBuffer, bytes: &[u8]) -> usize {
+        block_on(buffer.fill(&mut &bytes[..])).unwrap()
+    }
+
+    fn frames(buffer: &mut ReadBuffer) -> Vec<(Header, Bytes)> {
+        std::iter::from_fn(|| buffer.next_frame().unwrap()).collect()
+    }
+
+    fn segment_range(buffer: &ReadBuffer, index: usize) -> Range<usize> {
+        let segment = &buffer.segments[index];
+        let start = segment.as_ptr() as usize;
+        start..start + segment.len()
+    }
+
+    fn lies_in(body: &Bytes, range: &Range<usize>) -> bool {
+        range.contains(&(body.as_ptr() as usize))
+    }
+
+    #[test]
+    fn bulk_bodies_are_slices_of_the_segment_and_small_ones_copies() {
+        let mut buffer = ReadBuffer::new();
+        let big = vec![7; 40_000];
+        let wire = [psh(1, &big), psh(3, b"hello")].concat();
+        assert_eq!(fill_from(&mut buffer, &wire), wire.len());
+        let got = frames(&mut buffer);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, big);
+        assert_eq!(got[1].1, &b"hello"[..]);
+        let segment = segment_range(&buffer, 0);
+        assert!(lies_in(&got[0].1, &segment), "the bulk body was copied");
+        assert!(
+            !lies_in(&got[1].1, &segment),
+            "the small body holds the segment"
+        );
+        assert_eq!(buffer.pending_len(), 0);
+    }
+
+    #[test]
+    fn a_partial_frame_moves_to_the_front_of_the_next_read() {
+        let wire = [psh(1, &[1; 30_000]), psh(2, &[2; 30_000])].concat();
+        let (first, second) = wire.split_at(45_000);
+        let mut buffer = ReadBuffer::new();
+        fill_from(&mut buffer, first);
+        let one = frames(&mut buffer);
+        assert_eq!(one.len(), 1);
+        assert_eq!(buffer.pending_len(), 45_000 - 30_008);
+        // The first body still holds segment 0, so the rest goes into segment 1.
+        fill_from(&mut buffer, second);
+        let two = frames(&mut buffer);
+        assert_eq!(two.len(), 1);
+        assert_eq!(two[0].0.stream_id, 2);
+        assert_eq!(two[0].1, vec![2; 30_000]);
+        assert!(lies_in(&two[0].1, &segment_range(&buffer, 1)));
+        // Once both bodies are read, segment 0 is free again: a partial frame at the end of it
+        // moves to its own front.
+        drop((one, two));
+        let (third, fourth) = wire.split_at(10_000);
+        fill_from(&mut buffer, third);
+        assert_eq!(buffer.pending, Some((0, 0..10_000)));
+        fill_from(&mut buffer, fourth);
+        let all = frames(&mut buffer);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].1, vec![1; 30_000]);
+        assert_eq!(all[1].1, vec![2; 30_000]);
+    }
+
+    #[test]
+    fn a_segment_is_reused_once_its_bodies_are_read() {
+        let wire = psh(1, &[9; 60_000]);
+        let mut buffer = ReadBuffer::new();
+        fill_from(&mut buffer, &wire);
+        let first = segment_range(&buffer, 0);
+        drop(frames(&mut buffer));
+        fill_from(&mut buffer, &wire);
+        assert_eq!(segment_range(&buffer, 0), first, "segment 0 was not reused");
+        assert!(
+            buffer.segments[1].is_empty(),
+            "a second segment was allocated"
+        );
+    }
+
+    #[test]
+    fn unread_bodies_hold_a_bounded_number_of_segments() {
+        let wire = psh(1, &[5; 60_000]);
+        let mut buffer = ReadBuffer::new();
+        let mut unread = Vec::new();
+        for _ in 0..3 * SLICED_SEGMENTS {
+            fill_from(&mut buffer, &wire);
+            unread.extend(frames(&mut buffer));
+        }
+        assert_eq!(unread.len(), 3 * SLICED_SEGMENTS);
+        assert!(unread.iter().all(|(_, body)| body[..] == [5; 60_000]));
+        let segments: Vec<Range<usize>> = (0..=SLICED_SEGMENTS)
+            .map(|i| segment_range(&buffer, i))
+            .collect();
+        let sliced = |body: &Bytes| segments.iter().any(|s| lies_in(body, s));
+        let held = unread.iter().filter(|(_, body)| sliced(body)).count();
+        assert_eq!(
+            held, SLICED_SEGMENTS,
+            "only the sliced segments lend bodies"
+        );
+        assert_eq!(buffer.free_segment(), COPIED_SEGMENT);
+    }
+}
