@@ -5,6 +5,8 @@
 //! copy its unsent bytes into a new allocation whenever a write follows a frame that still
 //! shares it.)
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::fifo::Fifo;
@@ -12,6 +14,48 @@ use crate::fifo::Fifo;
 /// Smallest and largest chunk allocated for a write.
 const MIN_CHUNK: usize = 4 << 10;
 const MAX_CHUNK: usize = 64 << 10;
+/// Spent chunks a session keeps for reuse.
+const POOLED_CHUNKS: usize = 16;
+
+/// A session's spent chunks, reused once every frame taken from them has been written: a bulk
+/// stream would otherwise allocate and free a chunk per chunk written, and the allocator handing
+/// those pages back to the kernel costs page faults on the next allocation.
+#[derive(Default)]
+pub(crate) struct ChunkPool {
+    spent: VecDeque<BytesMut>,
+}
+
+impl ChunkPool {
+    /// An empty chunk with room for at least `capacity` bytes.
+    fn chunk(&mut self, capacity: usize) -> BytesMut {
+        for _ in 0..self.spent.len() {
+            let mut chunk = self.spent.pop_front().expect("counted");
+            if chunk.try_reclaim(capacity) {
+                return chunk;
+            }
+            self.spent.push_back(chunk);
+        }
+        BytesMut::with_capacity(capacity)
+    }
+
+    /// Keeps an emptied chunk, dropping the oldest kept one beyond [`POOLED_CHUNKS`].
+    fn give_back(&mut self, chunk: BytesMut) {
+        self.spent.push_back(chunk);
+        if self.spent.len() > POOLED_CHUNKS {
+            self.spent.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.spent.len()
+    }
+
+    /// Frees every kept chunk.
+    pub(crate) fn clear(&mut self) {
+        self.spent.clear();
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct SendBuffer {
@@ -28,14 +72,14 @@ impl SendBuffer {
         self.len == 0
     }
 
-    /// Copies all of `data` in.
-    pub(crate) fn push(&mut self, mut data: &[u8]) {
+    /// Copies all of `data` in, into chunks from `pool` when it has any free.
+    pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut ChunkPool) {
         self.len += data.len();
         while !data.is_empty() {
             let room = self.chunks.back().map_or(0, |c| c.capacity() - c.len());
             if room == 0 {
                 let capacity = data.len().clamp(MIN_CHUNK, MAX_CHUNK);
-                self.chunks.push_back(BytesMut::with_capacity(capacity));
+                self.chunks.push_back(pool.chunk(capacity));
                 continue;
             }
             let n = room.min(data.len());
@@ -45,8 +89,9 @@ impl SendBuffer {
         }
     }
 
-    /// Takes the first `n` bytes (at most `len()`) as shared slices, in order.
-    pub(crate) fn take(&mut self, mut n: usize, mut each: impl FnMut(Bytes)) {
+    /// Takes the first `n` bytes (at most `len()`) as shared slices, in order; emptied chunks go
+    /// to `pool`.
+    pub(crate) fn take(&mut self, mut n: usize, pool: &mut ChunkPool, mut each: impl FnMut(Bytes)) {
         debug_assert!(n <= self.len);
         self.len -= n;
         while n > 0 {
@@ -58,8 +103,8 @@ impl SendBuffer {
             each(front.split_to(step).freeze());
             n -= step;
             if front.is_empty() {
-                // Its room is not kept: an idle stream holds no chunk.
-                self.chunks.pop_front();
+                // An idle stream holds no chunk.
+                pool.give_back(self.chunks.pop_front().expect("the front chunk"));
             }
         }
     }
@@ -78,15 +123,16 @@ mod tests {
     #[test]
     fn bytes_come_out_in_order_across_chunks() {
         let mut buf = SendBuffer::default();
+        let mut pool = ChunkPool::default();
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         for piece in data.chunks(7_001) {
-            buf.push(piece);
+            buf.push(piece, &mut pool);
         }
         assert_eq!(buf.len(), data.len());
         let mut out = Vec::new();
         while !buf.is_empty() {
             let n = buf.len().min(65_535);
-            buf.take(n, |b| out.extend_from_slice(&b));
+            buf.take(n, &mut pool, |b| out.extend_from_slice(&b));
         }
         assert_eq!(out, data);
     }
@@ -94,11 +140,12 @@ mod tests {
     #[test]
     fn writing_after_taking_never_moves_queued_bytes() {
         let mut buf = SendBuffer::default();
-        buf.push(&[1; 60_000]);
+        let mut pool = ChunkPool::default();
+        buf.push(&[1; 60_000], &mut pool);
         let mut taken = Vec::new();
-        buf.take(10_000, |b| taken.push(b));
+        buf.take(10_000, &mut pool, |b| taken.push(b));
         let before = buf.chunks.front_mut().unwrap().as_ptr();
-        buf.push(&[2; 4_000]); // fits in the chunk's spare room
+        buf.push(&[2; 4_000], &mut pool); // fits in the chunk's spare room
         assert_eq!(
             buf.chunks.front_mut().unwrap().as_ptr(),
             before,
@@ -106,7 +153,37 @@ mod tests {
         );
         assert_eq!(buf.len(), 54_000);
         assert!(taken[0].iter().all(|&b| b == 1));
-        buf.take(54_000, |_| {});
+        buf.take(54_000, &mut pool, |_| {});
         assert!(buf.chunks.is_empty(), "an emptied buffer holds no chunk");
+    }
+
+    #[test]
+    fn a_spent_chunk_is_reused_once_its_frames_are_dropped() {
+        let mut buf = SendBuffer::default();
+        let mut pool = ChunkPool::default();
+        buf.push(&[1; MAX_CHUNK], &mut pool);
+        let mut frames = Vec::new();
+        buf.take(MAX_CHUNK, &mut pool, |b| frames.push(b));
+        assert_eq!(pool.len(), 1);
+        let first = frames[0].as_ptr();
+        // Still held by an unwritten frame: a new chunk.
+        buf.push(&[2; MAX_CHUNK], &mut pool);
+        buf.take(MAX_CHUNK, &mut pool, |b| frames.push(b));
+        assert_ne!(frames[1].as_ptr(), first);
+        assert_eq!(
+            frames[0][..],
+            [1; MAX_CHUNK],
+            "the held chunk was overwritten"
+        );
+        frames.clear();
+        buf.push(&[3; MAX_CHUNK], &mut pool);
+        buf.take(MAX_CHUNK, &mut pool, |b| frames.push(b));
+        assert_eq!(frames[0].as_ptr(), first, "the first chunk was not reused");
+        assert_eq!(frames[0][..], [3; MAX_CHUNK]);
+        for _ in 0..2 * POOLED_CHUNKS {
+            buf.push(&[4; MAX_CHUNK], &mut pool);
+            buf.take(MAX_CHUNK, &mut pool, |b| frames.push(b));
+        }
+        assert_eq!(pool.len(), POOLED_CHUNKS, "the pool is bounded");
     }
 }

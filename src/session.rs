@@ -31,7 +31,7 @@ use crate::fifo::Fifo;
 use crate::frame::{
     encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
 };
-use crate::send_buffer::SendBuffer;
+use crate::send_buffer::{ChunkPool, SendBuffer};
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
@@ -290,8 +290,12 @@ pub(crate) struct Session {
     liveness: Liveness,
     recv_buffered: usize,
     send_buffered: usize,
+    /// Spent send-buffer chunks, for the streams' next writes.
+    chunks: ChunkPool,
     /// PSH frames encoded so far.
     psh_sent: u64,
+    /// `psh_sent` when the latest keepalive PING was due.
+    psh_sent_at_keepalive: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
     /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
@@ -354,7 +358,9 @@ impl Session {
             liveness,
             recv_buffered: 0,
             send_buffered: 0,
+            chunks: ChunkPool::default(),
             psh_sent: 0,
+            psh_sent_at_keepalive: 0,
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
@@ -718,6 +724,11 @@ impl Session {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
             self.wake_writer();
+            // A session that sent no data for a whole interval gives its spent chunks back.
+            if self.psh_sent == self.psh_sent_at_keepalive {
+                self.chunks.clear();
+            }
+            self.psh_sent_at_keepalive = self.psh_sent;
         }
         if !self.held.is_empty() && !self.queue_too_long(now) {
             // The PONG is too late to wait for: release the held streams (this also ends the
@@ -901,7 +912,7 @@ impl Session {
                     stream_id: id,
                 };
                 out.encode(|b| header.encode(b));
-                stream.send_buf.take(len, |piece| {
+                stream.send_buf.take(len, &mut self.chunks, |piece| {
                     if piece.len() >= SHARED_BODY_MIN {
                         out.push_shared(piece);
                     } else {
@@ -1153,7 +1164,7 @@ impl Session {
             return None;
         }
         let n = room.min(data.len());
-        stream.send_buf.push(&data[..n]);
+        stream.send_buf.push(&data[..n], &mut self.chunks);
         self.send_buffered += n;
         self.schedule_data(id);
         Some(Ok(n))

@@ -265,6 +265,32 @@ fn ping_is_sent_every_interval_and_a_late_pong_ends_the_session() {
 }
 
 #[test]
+fn a_session_that_sent_no_data_for_a_ping_interval_frees_its_spent_chunks() {
+    let config = Config {
+        ping_interval: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    answer_startup_pings(&mut h, &[1, 1, 1, 1]);
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.more(id, 100);
+    h.write(id, &[7; 200_000]);
+    h.transmit();
+    assert!(h.s.chunks.len() > 0);
+    for sent_data in [true, false] {
+        h.now += Duration::from_secs(10);
+        h.s.on_timeout(h.now);
+        assert_eq!(commands(&h.transmit()), vec![Command::Ping]);
+        h.recv(Command::Pong, 0, b"").unwrap();
+        assert_eq!(
+            h.s.chunks.len() > 0,
+            sent_data,
+            "data sent since the last PING: {sent_data}"
+        );
+    }
+}
+
+#[test]
 fn without_ping_interval_the_session_never_times_out() {
     let config = Config {
         ping_interval: None,
