@@ -7,7 +7,7 @@
 //! segments lend slices, and while all of them are held, reads go into one more segment whose
 //! bodies are copied out, as small bodies always are (a 64-byte message must not hold on to a
 //! whole segment). Either way the session counts each queued body's length against its receive
-//! buffer.
+//! buffer. A short read means the connection is quiet: then the free segments but one are freed.
 
 use std::io;
 use std::mem;
@@ -57,10 +57,24 @@ impl ReadBuffer {
         let mut segment = self.take_for_writing(index);
         let carried = self.move_pending_to_front(&mut segment, index);
         let result = read.read(&mut segment[carried..]).await;
-        let filled = carried + result.as_ref().map_or(0, |&n| n);
+        let read = *result.as_ref().unwrap_or(&0);
+        let filled = carried + read;
         self.segments[index] = segment.freeze();
         self.pending = (filled > 0).then_some((index, 0..filled));
+        if read < MIN_SLICED_BODY {
+            self.free_others(index);
+        }
         result
+    }
+
+    /// Frees the segments other than `keep` that no body holds: after a short read the
+    /// connection is quiet, and a quiet session keeps one segment.
+    fn free_others(&mut self, keep: usize) {
+        for (i, segment) in self.segments.iter_mut().enumerate() {
+            if i != keep && segment.is_unique() {
+                *segment = Bytes::new();
+            }
+        }
     }
 
     /// Decodes the next complete frame of the pending bytes, if there is one.
@@ -216,6 +230,30 @@ mod tests {
             buffer.segments[1].is_empty(),
             "a second segment was allocated"
         );
+    }
+
+    #[test]
+    fn a_short_read_frees_the_other_free_segments() {
+        let wire = psh(1, &[3; 60_000]);
+        let mut buffer = ReadBuffer::new();
+        let mut unread = Vec::new();
+        for _ in 0..3 {
+            fill_from(&mut buffer, &wire);
+            unread.extend(frames(&mut buffer));
+        }
+        let allocated = |b: &ReadBuffer| b.segments.iter().filter(|s| !s.is_empty()).count();
+        assert_eq!(allocated(&buffer), 3);
+        let held = unread.pop().unwrap(); // the body in segment 2
+        drop(unread);
+        fill_from(&mut buffer, &psh(1, b"quiet now"));
+        assert_eq!(frames(&mut buffer)[0].1, &b"quiet now"[..]);
+        assert_eq!(
+            allocated(&buffer),
+            2,
+            "segment 0 (read into) and 2 (held) remain"
+        );
+        assert!(buffer.segments[1].is_empty());
+        assert_eq!(held.1, vec![3; 60_000]);
     }
 
     #[test]
