@@ -426,19 +426,22 @@ fn reads_release_credits_in_batches() {
     );
 }
 
+/// Plays the peer sending stream 1 a frame of `len` bytes, which the application reads; returns
+/// the stream's window then.
+fn window_after_frame(h: &mut Harness, len: usize) -> u32 {
+    h.recv(Command::Psh, 1, &vec![7; len]).unwrap();
+    h.read(1, len).unwrap().unwrap();
+    h.transmit();
+    h.s.streams[&1].window
+}
+
 /// Plays a bulk sender on stream 1: a full frame, a quarter-size one (the peer starts
 /// interleaving), then one of `frame_len` bytes, each read as it arrives. Returns the stream's
 /// window after each.
 fn windows_after(frame_len: usize) -> [u32; 3] {
     let mut h = Harness::new(Config::default());
     peer_opens(&mut h, 1);
-    let full = vec![7; MAX_BODY];
-    [MAX_BODY, MAX_BODY / 4, frame_len].map(|len| {
-        h.recv(Command::Psh, 1, &full[..len]).unwrap();
-        h.read(1, len).unwrap().unwrap();
-        h.transmit();
-        h.s.streams[&1].window
-    })
+    [MAX_BODY, MAX_BODY / 4, frame_len].map(|len| window_after_frame(&mut h, len))
 }
 
 /// The credits granted by the MORE frames among `frames`.
@@ -550,10 +553,7 @@ fn after_interleaving_a_full_frame_restores_the_whole_window() {
 /// The window of a stream the peer opens and sends one frame of `len` bytes, which is read.
 fn window_after_first_frame(mut h: Harness, len: usize) -> u32 {
     peer_opens(&mut h, 1);
-    h.recv(Command::Psh, 1, &vec![7; len]).unwrap();
-    h.read(1, len).unwrap().unwrap();
-    h.transmit();
-    h.s.streams[&1].window
+    window_after_frame(&mut h, len)
 }
 
 #[test]
