@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
-use crate::read_buffer::ReadBuffer;
+use crate::read_buffer::{ReadBuffer, SHORT_READ};
 use crate::shared::Shared;
 use crate::transmit::Transmit;
 
@@ -114,13 +114,15 @@ impl Driver {
         let span = tracing::debug_span!("smolmux", session);
         span.in_scope(|| tracing::debug!("session started"));
         let task = Arc::new(Mutex::new(None));
+        // The writer goes first: a message the application just wrote must not wait for the
+        // reader's next read, which usually fails.
         let loops = [
             Loop::new(
-                read_loop(shared.clone(), read).instrument(span.clone()),
+                write_loop(shared.clone(), write).instrument(span.clone()),
                 &task,
             ),
             Loop::new(
-                write_loop(shared.clone(), write).instrument(span.clone()),
+                read_loop(shared.clone(), read).instrument(span.clone()),
                 &task,
             ),
             Loop::new(timer_loop(shared.clone()).instrument(span), &task),
@@ -192,9 +194,44 @@ fn io_failure(shared: &Shared, what: &str, err: io::Error) {
     shared.with(|s| s.fail(err.kind(), format!("connection {what} failed: {err}")));
 }
 
+/// What handing the frames already read to the session did.
+enum Dispatch {
+    /// The session ended (perhaps because a frame broke the protocol).
+    Ended,
+    /// The session is full; frames may be left for later.
+    Paused,
+    /// Every complete frame was handed over; whether there was any.
+    Done { any: bool },
+}
+
+/// Hands the complete frames in `buffer` to the session, stopping as soon as it is full, so that
+/// it holds at most one frame past its limit.
+fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
+    let now = Instant::now();
+    shared.with(|s| {
+        let mut any = false;
+        while !s.reader_paused() {
+            let frame = buffer.next_frame().map_err(io::Error::from);
+            let result = match frame {
+                Ok(Some((header, body))) => s.on_frame(header, body, now).map_err(io::Error::from),
+                Ok(None) => return Dispatch::Done { any },
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                s.fail(err.kind(), err.to_string());
+                return Dispatch::Ended;
+            }
+            any = true;
+        }
+        Dispatch::Paused
+    })
+}
+
 /// Reads frames from the connection and hands them to the session, many frames per lock.
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
     let mut buffer = ReadBuffer::new();
+    // Whether the latest read was short, so that the next one will probably find nothing.
+    let mut drained = false;
     loop {
         // Backpressure: wait while the session cannot take more.
         let alive = future::poll_fn(|cx| {
@@ -212,34 +249,14 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         if !alive {
             return;
         }
-        // Hand over the complete frames already read, stopping as soon as the session is full,
-        // so that it holds at most one frame past its limit.
-        let now = Instant::now();
-        let dispatched = shared.with(|s| {
-            while !s.reader_paused() {
-                let frame = buffer.next_frame().map_err(io::Error::from);
-                match frame {
-                    Ok(Some((header, body))) => {
-                        if let Err(err) = s.on_frame(header, body, now) {
-                            let err = io::Error::from(err);
-                            s.fail(err.kind(), err.to_string());
-                            return None;
-                        }
-                    }
-                    Ok(None) => return Some(false),
-                    Err(err) => {
-                        s.fail(err.kind(), err.to_string());
-                        return None;
-                    }
-                }
-            }
-            Some(true)
-        });
-        let Some(paused) = dispatched else {
-            return;
-        };
-        if paused {
-            continue;
+        match dispatch(&shared, &mut buffer) {
+            Dispatch::Ended => return,
+            Dispatch::Paused => continue,
+            // Let the tasks these frames woke run first, on this thread while their data is in
+            // cache, rather than after a read that fails and re-arms the reactor (two syscalls
+            // on a message's way). This and writing before reading took 3-4 µs off the echo.
+            Dispatch::Done { any: true } if drained => future::yield_now().await,
+            Dispatch::Done { .. } => {}
         }
         let n = match buffer.fill(&mut read).await {
             Ok(n) => n,
@@ -260,9 +277,13 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
             // The writer may still be sending our last FINs.
             return wait_for_end(&shared).await;
         }
-        // The connection may always have more to read: let other tasks run (the streams' readers
-        // and writers this one just woke) instead of holding the thread.
-        future::yield_now().await;
+        drained = n < SHORT_READ;
+        if !drained {
+            // The connection may well have more to read: let other tasks run (the streams'
+            // readers and writers this one woke) instead of holding the thread. (Yielding after
+            // the dispatch instead cost 32 bulk streams a tenth of their throughput.)
+            future::yield_now().await;
+        }
     }
 }
 

@@ -27,8 +27,11 @@ const SLICED_SEGMENTS: usize = 4;
 /// The segment read into while all the others are held: its bodies are always copied, so it is
 /// always free again by the next read.
 const COPIED_SEGMENT: usize = SLICED_SEGMENTS;
-/// PSH bodies shorter than this are copied out of any segment; reads shorter than this are short.
+/// PSH bodies shorter than this are copied out of any segment.
 const MIN_SLICED_BODY: usize = 4 << 10;
+/// Reads shorter than this are short: the connection carries messages rather than bulk data
+/// just now, and has probably nothing more to read yet.
+pub(crate) const SHORT_READ: usize = 4 << 10;
 /// After this long with short reads only, the free segments but one are freed. (Freeing them at
 /// once would make bulk data that follows a message pay for new segments: the page faults of
 /// 256 KiB doubled the p99 round trip of messages sent beside bulk data.)
@@ -69,7 +72,7 @@ impl ReadBuffer {
         let filled = carried + read;
         self.segments[index] = segment.freeze();
         self.pending = (filled > 0).then_some((index, 0..filled));
-        if read >= MIN_SLICED_BODY {
+        if read >= SHORT_READ {
             self.last_long_read = Instant::now();
         } else if self.last_long_read.elapsed() >= QUIET_AFTER {
             self.free_others(index);
