@@ -805,7 +805,7 @@ impl Session {
             return false;
         };
         let waited = now.saturating_duration_since(sent);
-        self.messages_flowing() && waited > limit && waited < limit * MAX_HOLD_FACTOR
+        self.lately_messaging().is_some() && waited > limit && waited < limit * MAX_HOLD_FACTOR
     }
 
     fn queue_limit(&self) -> Option<Duration> {
@@ -875,7 +875,7 @@ impl Session {
     fn encode_data(&mut self, id: u32, out: &mut Transmit) {
         let max_body = self.config.max_frame_body;
         let message_max = max_body / INTERLEAVED_FRAME_DIVISOR;
-        let frame_max = if self.messages_flow_besides(id) {
+        let frame_max = if self.lately_messaging().is_some_and(|sender| sender != id) {
             message_max.max(1)
         } else {
             max_body
@@ -951,23 +951,18 @@ impl Session {
         self.psh_sent - at < MESSAGE_MEMORY
     }
 
-    /// Whether a stream other than `id` sent a small message lately: then `id` interleaves its
-    /// bulk data in smaller frames.
-    fn messages_flow_besides(&self, id: u32) -> bool {
+    /// The stream that sent the latest small message, if it did so lately: while one does,
+    /// the other streams interleave their bulk data in smaller frames.
+    fn lately_messaging(&self) -> Option<u32> {
         self.last_message
-            .is_some_and(|(at, sender)| sender != id && self.sent_lately(at))
-    }
-
-    /// Whether any stream sent a small message lately.
-    fn messages_flowing(&self) -> bool {
-        self.last_message
-            .is_some_and(|(at, _)| self.sent_lately(at))
+            .filter(|&(at, _)| self.sent_lately(at))
+            .map(|(_, sender)| sender)
     }
 
     /// Whether messages and bulk frames both flow lately, so that a PING should measure the
     /// queue the bulk frames build ahead of the messages (see [`QUEUE_ALLOWANCE`]).
     fn queue_worth_measuring(&self) -> bool {
-        self.messages_flowing() && self.last_bulk.is_some_and(|at| self.sent_lately(at))
+        self.lately_messaging().is_some() && self.last_bulk.is_some_and(|at| self.sent_lately(at))
     }
 
     // ----- flow control on the receive side -----
