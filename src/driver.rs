@@ -254,7 +254,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
             Dispatch::Paused => continue,
             // Let the tasks these frames woke run first, on this thread while their data is in
             // cache, rather than after a read that fails and re-arms the reactor (two syscalls
-            // on a message's way). This and writing before reading took 3-4 µs off the echo.
+            // on a message's way). This and writing before reading took 3-4 µs off a 40 µs
+            // echo (docs/performance.md, step 20).
             Dispatch::Done { any: true } if drained => future::yield_now().await,
             Dispatch::Done { .. } => {}
         }
@@ -280,8 +281,9 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         drained = n < SHORT_READ;
         if !drained {
             // The connection may well have more to read: let other tasks run (the streams'
-            // readers and writers this one woke) instead of holding the thread. (Yielding after
-            // the dispatch instead cost 32 bulk streams a tenth of their throughput.)
+            // readers and writers that the frames before woke) instead of holding the thread.
+            // (Yielding after the dispatch instead cost 32 bulk streams a tenth of their
+            // throughput.)
             future::yield_now().await;
         }
     }
