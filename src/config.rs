@@ -60,7 +60,9 @@ pub struct Config {
     /// Default: 64 MiB.
     pub session_receive_buffer: usize,
     /// Most bytes one stream buffers from `write` before the driver frames them; a writer past it
-    /// waits. Default: 128 KiB.
+    /// waits. Once the streams together buffer four times this, each buffers at most 64 KiB (a
+    /// full frame) more until they drain, so that many writers at once do not hold a full buffer
+    /// each. Default: 128 KiB.
     pub stream_send_buffer: usize,
     /// Largest PSH body this side sends, from 1 to 65,535 bytes. Larger frames cost less per byte;
     /// smaller ones interleave streams more finely on a slow link. While another stream is

@@ -43,6 +43,17 @@ const MAX_PENDING_REFUSALS: usize = 4096;
 /// copied into the write batch.
 const SHARED_BODY_MIN: usize = 2048;
 
+/// Once the streams together hold this many `stream_send_buffer`s of bytes from `write`, each
+/// stream buffers at most [`CROWDED_SEND_BUFFER`]: streams writing at once share the connection,
+/// so a full buffer each would only hold memory (4 MiB for 32 bulk streams at the default). One
+/// stream, or a few, keep the whole `stream_send_buffer`.
+const CROWDED_SEND_BUFFERS: usize = 4;
+
+/// What a stream may buffer from `write` while the session's send buffers are crowded: a full
+/// frame (never more than `stream_send_buffer`). It does not depend on the other streams, so
+/// none waits for another's buffer to drain, even one whose peer has stopped reading.
+const CROWDED_SEND_BUFFER: usize = 64 << 10;
+
 /// While streams exchange small messages, bulk streams send frames of at most
 /// `max_frame_body / INTERLEAVED_FRAME_DIVISOR` bytes: the protocol lets a stream keep at least 10
 /// frames in flight, and a message sent by another stream waits behind all of them (640 KiB of
@@ -1142,7 +1153,7 @@ impl Session {
         data: &[u8],
         waker: &Waker,
     ) -> Option<io::Result<usize>> {
-        let send_limit = self.config.stream_send_buffer;
+        let send_limit = self.stream_send_limit();
         if let Err(err) = self.check_alive() {
             return Some(Err(err));
         }
@@ -1163,6 +1174,16 @@ impl Session {
         self.send_buffered += n;
         self.schedule_data(id);
         Some(Ok(n))
+    }
+
+    /// How many bytes one stream may buffer from `write` just now (see [`CROWDED_SEND_BUFFERS`]).
+    fn stream_send_limit(&self) -> usize {
+        let limit = self.config.stream_send_buffer;
+        if self.send_buffered >= limit.saturating_mul(CROWDED_SEND_BUFFERS) {
+            limit.min(CROWDED_SEND_BUFFER)
+        } else {
+            limit
+        }
     }
 
     /// Waits until the bytes written to stream `id` have been handed to the connection.

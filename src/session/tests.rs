@@ -155,6 +155,39 @@ fn writes_block_once_the_send_buffer_is_full() {
 }
 
 #[test]
+fn once_the_streams_together_buffer_four_send_buffers_each_buffers_one_frame() {
+    let mut h = Harness::new(Config::default());
+    let full = Config::default().stream_send_buffer;
+    let ids: Vec<u32> = (0..6)
+        .map(|_| h.s.app_open(Bytes::new()).unwrap())
+        .collect();
+    for &id in &ids[..CROWDED_SEND_BUFFERS] {
+        assert_eq!(h.write(id, &vec![0; 2 * full]), full, "not crowded yet");
+    }
+    // Crowded: the next streams get one frame's worth each, whatever the others hold.
+    for &id in &ids[CROWDED_SEND_BUFFERS..] {
+        assert_eq!(h.write(id, &vec![0; full]), CROWDED_SEND_BUFFER);
+        assert!(h.s.app_write(id, b"x", &noop()).is_none());
+    }
+    // A stream holding more than that waits, and sending its frames wakes it.
+    let first = ids[0];
+    let woken = Arc::new(Flag::default());
+    assert!(h
+        .s
+        .app_write(first, b"x", &Waker::from(woken.clone()))
+        .is_none());
+    h.transmit();
+    h.s.take_wakers().into_iter().for_each(Waker::wake);
+    assert!(
+        woken.0.load(Ordering::Relaxed),
+        "sending its frames wakes the writer"
+    );
+    // Ten initial credits of 64 KiB sent everything; the session is not crowded any more.
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    assert_eq!(h.write(first, &vec![0; 2 * full]), full);
+}
+
+#[test]
 fn streams_take_turns_frame_by_frame() {
     let config = Config {
         max_frame_body: 10,
