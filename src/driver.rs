@@ -211,13 +211,13 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     shared.with(|s| {
         let mut any = false;
         while !s.reader_paused() {
-            let frame = buffer.next_frame().map_err(io::Error::from);
-            let result = match frame {
-                Ok(Some((header, body))) => s.on_frame(header, body, now).map_err(io::Error::from),
+            let result = match buffer.next_frame() {
+                Ok(Some((header, body))) => s.on_frame(header, body, now),
                 Ok(None) => return Dispatch::Done { any },
                 Err(err) => Err(err),
             };
             if let Err(err) = result {
+                let err = io::Error::from(err);
                 s.fail(err.kind(), err.to_string());
                 return Dispatch::Ended;
             }
