@@ -37,14 +37,22 @@ pub struct Config {
     /// A SYN past it is refused with FIN at once, and the session goes on. Default: 256.
     pub accept_backlog: usize,
     /// How often to send a PING to check that the peer is alive and to measure the round trip.
-    /// `None` sends no periodic PINGs and never times the session out; PINGs still go at start-up
+    /// `None` sends no periodic PINGs and never times the session out (a duration too long to
+    /// add to the clock, such as `Duration::MAX`, also sends none); PINGs still go at start-up
     /// (they announce smolmux's extensions and measure the path's round trip) and while small
     /// messages share the connection with bulk data (they measure the queue ahead of the
     /// messages). Default: 30 s.
     pub ping_interval: Option<Duration>,
     /// How long to wait for the PONG that answers a PING before the session ends with
-    /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. Default: 30 s.
+    /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. A duration too long to
+    /// add to the clock (such as `Duration::MAX`) means never. Default: 30 s.
     pub ping_timeout: Duration,
+    /// How long a graceful end may take: from [`Mux::close`](crate::Mux::close), or from the
+    /// moment every `Mux` and `Stream` handle is gone, until every stream has finished both
+    /// ways. Past it, the streams still open are aborted (their peers see
+    /// [`io::ErrorKind::ConnectionReset`]) and the session ends. A duration too long to add to
+    /// the clock (such as `Duration::MAX`) means never. Default: 30 s.
+    pub close_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
     /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). A
     /// stream's receive window is this limit, so one stream can fill a fast path at once, except
@@ -78,6 +86,7 @@ impl Default for Config {
             accept_backlog: 256,
             ping_interval: Some(Duration::from_secs(30)),
             ping_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(30),
             stream_receive_buffer: 4 << 20,
             session_receive_buffer: 64 << 20,
             stream_send_buffer: 128 << 10,

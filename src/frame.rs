@@ -138,6 +138,51 @@ pub fn encode_frame(out: &mut BytesMut, command: Command, stream_id: u32, body: 
     out.extend_from_slice(body);
 }
 
+/// A smolmux signal, carried in the one-byte body of a NOP frame.
+///
+/// Every peer ignores NOP frames (picomux and older smolmux versions included), so a signal can
+/// never be misread as something else; smolmux still sends them only to peers that announced
+/// smolmux's extensions. A NOP whose body is not exactly one known byte is ignored, as the
+/// protocol says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// On a stream: "I will read no more of this stream; stop sending" (the sender's writes
+    /// fail, and it ends its direction with FIN). QUIC's STOP_SENDING.
+    StopSending,
+    /// On stream 0: "I open no more streams and accept none of yours; existing streams
+    /// finish". HTTP/2's GOAWAY.
+    GoAway,
+    /// On stream 0: "every stream is done both ways and this is my last frame". Sent after
+    /// GOAWAY; once both sides have sent it, the session ends without waiting for the
+    /// connection's end.
+    Bye,
+}
+
+impl Signal {
+    fn to_byte(self) -> u8 {
+        match self {
+            Signal::StopSending => 1,
+            Signal::GoAway => 2,
+            Signal::Bye => 3,
+        }
+    }
+
+    /// The signal a NOP body carries, if it carries one.
+    pub fn decode(body: &[u8]) -> Option<Signal> {
+        match body {
+            [1] => Some(Signal::StopSending),
+            [2] => Some(Signal::GoAway),
+            [3] => Some(Signal::Bye),
+            _ => None,
+        }
+    }
+
+    /// Appends the NOP frame carrying this signal on `stream_id` to `out`.
+    pub fn encode_frame(self, out: &mut BytesMut, stream_id: u32) {
+        encode_frame(out, Command::Nop, stream_id, &[self.to_byte()]);
+    }
+}
+
 /// Incremental decoder over a byte slice: yields each complete frame as a header and a body slice,
 /// and reports how many bytes it consumed so the caller can keep the partial tail.
 pub struct FrameIter<'a> {
@@ -334,6 +379,20 @@ mod tests {
                 vec![(Command::Syn, 300), (Command::More, 2), (Command::Pong, 0)],
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn signals_round_trip_in_nop_bodies_and_other_nop_bodies_carry_none() {
+        for signal in [Signal::StopSending, Signal::GoAway, Signal::Bye] {
+            let mut out = BytesMut::new();
+            signal.encode_frame(&mut out, 7);
+            let (header, body) = FrameIter::new(&out).next_frame().unwrap().unwrap();
+            assert_eq!((header.command, header.stream_id), (Command::Nop, 7));
+            assert_eq!(Signal::decode(body), Some(signal));
+        }
+        for body in [&b""[..], b"\x00", b"\x04", b"\x01\x01", b"\x02\x00"] {
+            assert_eq!(Signal::decode(body), None, "{body:?}");
         }
     }
 

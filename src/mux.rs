@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -137,15 +137,10 @@ impl Mux {
     /// the socket's write direction (async-std's `TcpStream` only flushes), call
     /// `shutdown(Shutdown::Write)` on it afterwards so that the peer sees the end.
     pub async fn close(&self) -> io::Result<()> {
-        self.shared.with(|s| s.app_close_session());
+        self.shared
+            .with(|s| s.app_close_session(Instant::now()));
         loop {
-            let done = || {
-                self.shared.with(|s| match s.end() {
-                    _ if s.write_closed() => Some(Ok(())),
-                    Some(end) => Some(Err(end.error())),
-                    None => None,
-                })
-            };
+            let done = || self.shared.with(|s| s.close_outcome());
             if let Some(result) = done() {
                 return result;
             }
@@ -186,7 +181,7 @@ impl Clone for Mux {
 impl Drop for Mux {
     fn drop(&mut self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.with(|s| s.app_drop_mux());
+            self.shared.with(|s| s.app_drop_mux(Instant::now()));
         }
     }
 }

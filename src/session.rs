@@ -6,15 +6,20 @@
 //! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
 //! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
 //!
-//! Stream lifecycle, per direction:
+//! Stream lifecycle, per direction (the session's own is in [`lifecycle`]):
 //!
 //! ```text
 //!  send:  Open ──close()/drop──▶ FinQueued ──queued bytes out, FIN encoded──▶ FinSent
-//!           └─────abort()──────▶ AbortQueued ──FIN+reason encoded──────────▶ Done
+//!           │                       │
+//!           ├──peer's STOP_SENDING──┴──▶ StopQueued ──FIN encoded──▶ Done(Stopped)
+//!           ├──picomux peer's FIN────────────────────────────────────▶ Done(PeerClosed)
+//!           └──abort(), either side, any state before both are done──▶ AbortQueued
+//!                                           ──FIN+reason encoded──▶ Done(Reset)
 //!  recv:  Open ──FIN──▶ Finished (EOF after buffered bytes)
-//!           └──abort (either side)──▶ Reset (reads fail with the reason)
+//!           └──abort, either side, also after FIN; receive budget overflow──▶ Reset
 //! ```
 //!
+//! Dropping the handle also sends STOP_SENDING to a smolmux peer while its direction is open.
 //! A stream leaves the table once its handle is gone, our side has sent its FIN, and the peer's
 //! side has finished or been reset.
 
@@ -29,11 +34,16 @@ use bytes::{Buf, Bytes};
 use crate::config::Config;
 use crate::fifo::Fifo;
 use crate::frame::{
-    encode_frame, Command, Header, PingInfo, ProtocolError, INITIAL_CREDITS, MAX_BODY,
+    encode_frame, Command, Header, PingInfo, ProtocolError, Signal, INITIAL_CREDITS, MAX_BODY,
 };
 use crate::send_buffer::{ChunkPool, SendBuffer};
 use crate::stats::Stats;
 use crate::transmit::Transmit;
+
+mod lifecycle;
+
+use lifecycle::{Farewell, Phase};
+pub(crate) use lifecycle::SessionEnd;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -79,36 +89,23 @@ const MAX_HOLD_FACTOR: u32 = 10;
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
 
+/// Why a stream is reset when its unread data would pass `session_receive_buffer`.
+const RECEIVE_BUDGET_EXCEEDED: &str =
+    "receive buffer full: the application did not read this stream in time (session_receive_buffer reached)";
+
 /// Most streams the peer may abort before the application accepts them, net of the streams the
 /// application does accept. Such streams are dropped from the backlog unseen; a peer that keeps
 /// opening and resetting streams (the HTTP/2 "rapid reset" attack) ends the session.
 const MAX_EARLY_RESETS: u32 = 1000;
-
-/// Why and how the session ended.
-#[derive(Clone, Debug)]
-pub(crate) struct SessionEnd {
-    kind: io::ErrorKind,
-    message: Arc<str>,
-    /// An orderly end (the peer closed the connection, or we shut down): the driver resolves
-    /// `Ok(())`, while operations still pending get the error.
-    clean: bool,
-}
-
-impl SessionEnd {
-    pub(crate) fn error(&self) -> io::Error {
-        io::Error::new(self.kind, self.message.to_string())
-    }
-
-    pub(crate) fn is_clean(&self) -> bool {
-        self.clean
-    }
-}
 
 #[derive(Debug)]
 enum SendState {
     Open,
     FinQueued,
     FinSent,
+    /// The peer asked us to stop sending: what was queued (this many bytes) is discarded, and
+    /// an empty FIN goes out next.
+    StopQueued(usize),
     /// `abort()` was called: a FIN with the reason goes out next. Boxed, as it is rare and
     /// every stream state has room for the largest variant.
     AbortQueued(Box<QueuedAbort>),
@@ -131,10 +128,21 @@ type ResetReason = Arc<String>;
 /// Why nothing more will be sent on a stream.
 #[derive(Debug)]
 enum SendEnd {
-    /// A picomux peer's FIN ended both directions.
-    PeerClosed,
+    /// A picomux peer's FIN ended both directions; this many queued bytes were discarded.
+    PeerClosed(usize),
+    /// The peer stopped reading (STOP_SENDING); this many queued bytes were discarded.
+    Stopped(usize),
     /// Either side aborted the stream.
     Reset(ResetReason),
+}
+
+/// The next frame a stream wants to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DataFrame {
+    Syn,
+    StopSending,
+    Psh,
+    Fin,
 }
 
 #[derive(Debug)]
@@ -169,6 +177,11 @@ struct StreamState {
     data_scheduled: bool,
     /// The user's handle is gone: received data is discarded and credited back at once.
     handle_dropped: bool,
+    /// A STOP_SENDING is to go (after the SYN): the handle is gone, the peer still sends.
+    stop_owed: bool,
+    /// The session's `read_tick` at the stream's latest read (or its creation): the stream
+    /// read longest ago is reset first when the receive budget overflows.
+    last_read: u64,
     /// Our latest PSH on this stream left bytes queued: the PSH that empties the queue next is
     /// the tail of a burst, not a message.
     mid_burst: bool,
@@ -177,7 +190,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Box<Bytes>>, window: u32) -> Self {
+    fn new(syn: Option<Box<Bytes>>, window: u32, last_read: u64) -> Self {
         StreamState {
             syn,
             send: SendState::Open,
@@ -190,6 +203,8 @@ impl StreamState {
             grant_scheduled: false,
             data_scheduled: false,
             handle_dropped: false,
+            stop_owed: false,
+            last_read,
             mid_burst: false,
             read_waker: None,
             write_waker: None,
@@ -234,24 +249,29 @@ impl StreamState {
     }
 
     /// The next frame this stream wants to send, if it can send one now.
-    fn next_data_frame(&self) -> Option<Command> {
+    fn next_data_frame(&self) -> Option<DataFrame> {
         if self.syn.is_some() {
-            return Some(Command::Syn);
+            return Some(DataFrame::Syn);
+        }
+        if self.stop_owed {
+            return Some(DataFrame::StopSending);
         }
         match self.send {
             SendState::Open | SendState::FinQueued
                 if !self.send_buf.is_empty() && self.send_credits > 0 =>
             {
-                Some(Command::Psh)
+                Some(DataFrame::Psh)
             }
-            SendState::FinQueued if self.send_buf.is_empty() => Some(Command::Fin),
-            SendState::AbortQueued(_) => Some(Command::Fin),
+            SendState::FinQueued if self.send_buf.is_empty() => Some(DataFrame::Fin),
+            SendState::StopQueued(_) | SendState::AbortQueued(_) => Some(DataFrame::Fin),
             _ => None,
         }
     }
 
     fn local_done(&self) -> bool {
-        self.syn.is_none() && matches!(self.send, SendState::FinSent | SendState::Done(_))
+        self.syn.is_none()
+            && !self.stop_owed
+            && matches!(self.send, SendState::FinSent | SendState::Done(_))
     }
 
     fn remote_done(&self) -> bool {
@@ -314,18 +334,16 @@ pub(crate) struct Session {
     /// The largest PSH body received: frames well below it (or below our own `max_frame_body`,
     /// from a smolmux peer) mean the peer is interleaving.
     largest_psh_received: usize,
-    /// `Mux::close` was called, or every `Mux` handle is gone: no new streams either way.
-    closing: bool,
-    /// Close the connection's write half once everything queued is encoded: `Mux::close` was
-    /// called, or every handle is gone.
-    shutdown: bool,
-    /// Every `Mux` handle is gone: end the session once the last stream is gone.
+    /// Where the session is in its life, up to its end (see [`lifecycle`]).
+    phase: Phase,
+    /// GOAWAY and BYE sent and received (smolmux peers).
+    farewell: Farewell,
+    /// Every `Mux` handle is gone.
     mux_dropped: bool,
-    write_closed: bool,
-    /// The peer closed the connection while we were still shutting down: end once our write
-    /// half is closed too.
-    peer_closed: bool,
-    end: Option<SessionEnd>,
+    /// Streams aborted because `close_timeout` passed.
+    aborted_at_close: usize,
+    /// Counts the application's reads (see `StreamState::last_read`).
+    read_tick: u64,
     writer_waker: Option<Waker>,
     reader_waker: Option<Waker>,
     timer_waker: Option<Waker>,
@@ -375,12 +393,11 @@ impl Session {
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
-            closing: false,
-            shutdown: false,
+            phase: Phase::Open,
+            farewell: Farewell::default(),
             mux_dropped: false,
-            write_closed: false,
-            peer_closed: false,
-            end: None,
+            aborted_at_close: 0,
+            read_tick: 0,
             writer_waker: None,
             reader_waker: None,
             timer_waker: None,
@@ -399,55 +416,6 @@ impl Session {
         std::mem::take(&mut self.wake)
     }
 
-    /// How the session ended, if it has.
-    pub(crate) fn end(&self) -> Option<&SessionEnd> {
-        self.end.as_ref()
-    }
-
-    fn check_alive(&self) -> io::Result<()> {
-        match &self.end {
-            Some(end) => Err(end.error()),
-            None => Ok(()),
-        }
-    }
-
-    /// Ends the session with an error: every waiter is woken and every later operation fails.
-    pub(crate) fn fail(&mut self, kind: io::ErrorKind, message: impl Into<String>) {
-        self.finish(kind, message.into(), false);
-    }
-
-    /// Ends the session in an orderly way (the driver resolves `Ok`); operations still pending
-    /// get `kind` and `message`.
-    pub(crate) fn end_cleanly(&mut self, kind: io::ErrorKind, message: &str) {
-        self.finish(kind, message.into(), true);
-    }
-
-    fn finish(&mut self, kind: io::ErrorKind, message: String, clean: bool) {
-        if self.end.is_some() {
-            return;
-        }
-        if clean {
-            tracing::debug!(%message, "session ended");
-        } else if kind == io::ErrorKind::InvalidData {
-            tracing::warn!(%message, "session ended: the peer broke the protocol");
-        } else {
-            tracing::info!(%message, ?kind, "session ended with an error");
-        }
-        self.end = Some(SessionEnd {
-            kind,
-            message: message.into(),
-            clean,
-        });
-        for stream in self.streams.values_mut() {
-            stream.wake_all(&mut self.wake);
-        }
-        self.wake.extend(self.writer_waker.take());
-        self.wake.extend(self.reader_waker.take());
-        self.wake.extend(self.timer_waker.take());
-        self.notify_accept = true;
-        self.notify_state = true;
-    }
-
     // ----- frames from the peer -----
 
     /// Handles one frame from the peer. An error is a protocol violation that ends the session.
@@ -459,6 +427,12 @@ impl Session {
     ) -> Result<(), ProtocolError> {
         let id = header.stream_id;
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
+        if self.farewell.bye_received {
+            return Err(ProtocolError(format!(
+                "{:?} frame after the peer's BYE",
+                header.command
+            )));
+        }
         match header.command {
             Command::Syn => self.on_syn(id, &body),
             Command::Psh => self.on_psh(id, body),
@@ -484,15 +458,26 @@ impl Session {
                 self.on_pong(now);
                 Ok(())
             }
-            Command::Nop => Ok(()),
+            Command::Nop => match Signal::decode(&body) {
+                Some(Signal::StopSending) if id != 0 || self.streams.contains_key(&0) => {
+                    self.on_stop_sending(id);
+                    Ok(())
+                }
+                Some(signal) => self.on_session_signal(signal),
+                None => Ok(()),
+            },
+        }?;
+        if !self.is_open() {
+            self.progress();
         }
+        Ok(())
     }
 
     fn on_syn(&mut self, id: u32, metadata: &[u8]) -> Result<(), ProtocolError> {
         if self.streams.contains_key(&id) {
             return Err(ProtocolError(format!("duplicate SYN for open stream {id}")));
         }
-        let refuse = if self.closing {
+        let refuse = if !self.is_open() {
             Some("stream refused: session closing")
         } else if self.streams.len() >= self.config.max_streams {
             Some("stream refused: max_streams reached")
@@ -509,8 +494,10 @@ impl Session {
         }
         tracing::debug!(id, "stream opened by peer");
         let window = self.max_window;
-        self.streams
-            .insert(id, Box::new(StreamState::new(None, window)));
+        self.streams.insert(
+            id,
+            Box::new(StreamState::new(None, window, self.read_tick)),
+        );
         self.accept_queue.push_back((id, metadata.into()));
         self.notify_accept = true;
         Ok(())
@@ -561,7 +548,35 @@ impl Session {
         } else {
             max_window
         };
+        self.enforce_receive_budget();
         Ok(())
+    }
+
+    /// Keeps the unread bytes of all streams within `session_receive_buffer` by resetting the
+    /// streams read longest ago, unaccepted ones first. The protocol gives every new stream 10
+    /// frames without a grant, so enough streams whose application does not read can hold more
+    /// than any budget; stopping to read the connection instead would stop the PINGs, PONGs and
+    /// the streams that are read with them, and let the peer's ping timeout end the session.
+    fn enforce_receive_budget(&mut self) {
+        while self.recv_buffered > self.config.session_receive_buffer {
+            let Some(victim) = self
+                .streams
+                .iter()
+                .filter(|(_, stream)| !stream.recv_queue.is_empty())
+                .min_by_key(|(_, stream)| stream.last_read)
+                .map(|(id, _)| *id)
+            else {
+                return;
+            };
+            tracing::debug!(id = victim, "receive budget exceeded: resetting the stream");
+            if let Some(at) = self.accept_queue.iter().position(|(id, _)| *id == victim) {
+                self.accept_queue.remove(at);
+                if let Some(stream) = self.streams.get_mut(&victim) {
+                    stream.handle_dropped = true;
+                }
+            }
+            self.reset_stream(victim, Some(RECEIVE_BUDGET_EXCEEDED), RECEIVE_BUDGET_EXCEEDED);
+        }
     }
 
     fn on_fin(&mut self, id: u32, reason: &[u8]) -> Result<(), ProtocolError> {
@@ -569,7 +584,13 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
-        if !matches!(stream.recv, RecvState::Open) {
+        let ended = match stream.recv {
+            RecvState::Open => false,
+            // An abort after the peer's FIN still resets our direction (and what is unread).
+            RecvState::Finished => reason.is_empty(),
+            RecvState::Reset(_) => true,
+        };
+        if ended {
             return Ok(()); // a FIN crossing our abort, or a repeated FIN: nothing left to end
         }
         if !reason.is_empty() {
@@ -586,6 +607,7 @@ impl Session {
             stream.recv = RecvState::Reset(reason.clone());
             self.send_buffered -= stream.send_buf.len();
             stream.send_buf.clear();
+            stream.stop_owed = false;
             if !stream.local_done() {
                 stream.syn = None;
                 stream.send = SendState::Done(SendEnd::Reset(reason));
@@ -593,11 +615,13 @@ impl Session {
         } else {
             tracing::debug!(id, "FIN received");
             stream.recv = RecvState::Finished;
+            stream.stop_owed = false;
             if !peer_is_smolmux && matches!(stream.send, SendState::Open | SendState::FinQueued) {
                 // A picomux peer's FIN ends both directions: bytes we sent now would be dropped.
-                self.send_buffered -= stream.send_buf.len();
+                let lost = stream.send_buf.len();
+                self.send_buffered -= lost;
                 stream.send_buf.clear();
-                stream.send = SendState::Done(SendEnd::PeerClosed);
+                stream.send = SendState::Done(SendEnd::PeerClosed(lost));
             }
         }
         stream.wake_all(&mut self.wake);
@@ -626,6 +650,24 @@ impl Session {
         Ok(())
     }
 
+    /// The peer will read no more of stream `id`: discard what we had queued and end our
+    /// direction with an empty FIN; our writes fail from now on.
+    fn on_stop_sending(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !matches!(stream.send, SendState::Open | SendState::FinQueued) {
+            return;
+        }
+        tracing::debug!(id, "STOP_SENDING received");
+        let lost = stream.send_buf.len();
+        self.send_buffered -= lost;
+        stream.send_buf.clear();
+        stream.send = SendState::StopQueued(lost);
+        self.wake.extend(stream.write_waker.take());
+        self.schedule_data(id);
+    }
+
     fn on_more(&mut self, id: u32, credits: u16) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -652,7 +694,10 @@ impl Session {
             // The next PSH starts the next queue-measuring PING, if still worth it (see
             // `encode_data`): starting it here would keep two idle peers exchanging PINGs and
             // PONGs for ever.
-            self.liveness.next_ping_at = self.liveness.interval.map(|interval| now + interval);
+            self.liveness.next_ping_at = self
+                .liveness
+                .interval
+                .and_then(|interval| now.checked_add(interval));
         }
         if !self.held.is_empty() {
             self.wake_writer();
@@ -660,25 +705,12 @@ impl Session {
         self.wake.extend(self.timer_waker.take());
     }
 
-    /// The connection reached end-of-file at a frame boundary. If we are closing too (both
-    /// sides called `Mux::close`), the session ends once our own FINs are out.
-    pub(crate) fn on_eof(&mut self) {
-        if self.shutdown && !self.write_closed {
-            self.peer_closed = true;
-            return;
-        }
-        self.end_cleanly(
-            io::ErrorKind::ConnectionAborted,
-            "connection closed by peer",
-        );
-    }
-
-    /// Whether the driver should stop reading the connection for now, because the application
-    /// must first read (session receive buffer full) or the writer must catch up (refusals).
-    /// Registers `waker` to be woken when reading may resume.
+    /// Whether the driver should stop reading the connection for now, because the writer must
+    /// catch up (refusals). Registers `waker` to be woken when reading may resume. (A full
+    /// receive budget never stops the reader: see [`Session::enforce_receive_budget`].)
     pub(crate) fn reader_must_wait(&mut self, waker: &Waker) -> bool {
         let full = self.reader_paused();
-        if full && self.end.is_none() {
+        if full && self.end().is_none() {
             self.reader_waker = Some(waker.clone());
         }
         full
@@ -686,8 +718,7 @@ impl Session {
 
     /// Whether the session takes no more frames for now (see [`Session::reader_must_wait`]).
     pub(crate) fn reader_paused(&self) -> bool {
-        self.recv_buffered >= self.config.session_receive_buffer
-            || self.refusals.len() >= MAX_PENDING_REFUSALS
+        self.refusals.len() >= MAX_PENDING_REFUSALS
     }
 
     fn wake_reader_if_room(&mut self) {
@@ -700,37 +731,46 @@ impl Session {
 
     /// The next instant at which [`Session::on_timeout`] has something to do.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        let ping_deadline = match (self.liveness.interval, self.liveness.ping_sent_at) {
-            (Some(_), Some(sent)) => Some(sent + self.liveness.timeout),
-            _ => None,
-        };
         let hold_deadline = match (self.held.is_empty(), self.liveness.ping_sent_at) {
             (false, Some(sent)) => self
                 .queue_limit()
-                .map(|limit| sent + limit * MAX_HOLD_FACTOR),
+                .and_then(|limit| sent.checked_add(limit.saturating_mul(MAX_HOLD_FACTOR))),
             _ => None,
         };
-        [ping_deadline, self.liveness.next_ping_at, hold_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.ping_deadline(),
+            self.liveness.next_ping_at,
+            hold_deadline,
+            self.close_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the PONG to our outstanding PING is overdue, if it can be (durations too long to
+    /// add to the clock mean never).
+    fn ping_deadline(&self) -> Option<Instant> {
+        self.liveness.interval?;
+        self.liveness
+            .ping_sent_at?
+            .checked_add(self.liveness.timeout)
     }
 
     /// Fires timers due at `now`: a PING timed out, or the next PING is due.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
-        if self.end.is_some() {
+        if self.end().is_some() {
             return;
         }
-        if let (Some(_), Some(sent)) = (self.liveness.interval, self.liveness.ping_sent_at) {
-            if now >= sent + self.liveness.timeout {
-                let timeout = self.liveness.timeout;
-                self.fail(
-                    io::ErrorKind::TimedOut,
-                    format!("ping timeout: no PONG from the peer within {timeout:?}"),
-                );
-                return;
-            }
+        if self.ping_deadline().is_some_and(|at| now >= at) {
+            let timeout = self.liveness.timeout;
+            self.fail(
+                io::ErrorKind::TimedOut,
+                format!("ping timeout: no PONG from the peer within {timeout:?}"),
+            );
+            return;
         }
+        self.on_close_deadline(now);
         if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
@@ -782,7 +822,7 @@ impl Session {
     /// ready. Control frames go first; then streams take turns, one frame each (round-robin), so
     /// one bulk stream cannot starve the others.
     pub(crate) fn poll_transmit(&mut self, out: &mut Transmit, budget: usize, now: Instant) {
-        if self.end.is_some() {
+        if self.end().is_some() || self.silent() {
             return;
         }
         let hold_bulk = self.queue_too_long(now);
@@ -807,6 +847,15 @@ impl Session {
             // The timer must learn the deadline that ends the hold.
             self.wake.extend(self.timer_waker.take());
         }
+        if !self.is_open() {
+            // The FINs just encoded may have finished the last streams.
+            self.progress();
+            if self.bye_due() {
+                tracing::debug!("BYE sent");
+                self.farewell.bye_sent = true;
+                out.encode(|b| Signal::Bye.encode_frame(b, 0));
+            }
+        }
     }
 
     /// Whether messages are flowing and the PING measuring the queue ahead of them is overdue
@@ -816,18 +865,22 @@ impl Session {
             return false;
         };
         let waited = now.saturating_duration_since(sent);
-        self.lately_messaging().is_some() && waited > limit && waited < limit * MAX_HOLD_FACTOR
+        self.lately_messaging().is_some()
+            && waited > limit
+            && waited < limit.saturating_mul(MAX_HOLD_FACTOR)
     }
 
     fn queue_limit(&self) -> Option<Duration> {
-        self.liveness.min_rtt.map(|rtt| 2 * rtt + QUEUE_ALLOWANCE)
+        self.liveness
+            .min_rtt
+            .map(|rtt| rtt.saturating_mul(2).saturating_add(QUEUE_ALLOWANCE))
     }
 
     /// Whether the next frame of stream `id` is a PSH too big to be a message.
     fn sends_bulk(&self, id: u32) -> bool {
         let message_max = self.config.max_frame_body / INTERLEAVED_FRAME_DIVISOR;
         self.streams.get(&id).is_some_and(|stream| {
-            stream.next_data_frame() == Some(Command::Psh) && stream.send_buf.len() >= message_max
+            stream.next_data_frame() == Some(DataFrame::Psh) && stream.send_buf.len() >= message_max
         })
     }
 
@@ -839,7 +892,16 @@ impl Session {
             out.encode(|b| encode_frame(b, Command::Pong, 0, b""));
             return true;
         }
-        if self.liveness.ping_wanted && self.liveness.ping_sent_at.is_none() {
+        if self.goaway_due() {
+            tracing::debug!("GOAWAY sent");
+            self.farewell.goaway_sent = true;
+            out.encode(|b| Signal::GoAway.encode_frame(b, 0));
+            return true;
+        }
+        if self.liveness.ping_wanted
+            && self.liveness.ping_sent_at.is_none()
+            && !self.farewell.bye_received
+        {
             self.liveness.ping_wanted = false;
             self.liveness.ping_sent_at = Some(now);
             let next_ping_in_ms = self
@@ -897,14 +959,19 @@ impl Session {
         stream.data_scheduled = false;
         match stream.next_data_frame() {
             None => {}
-            Some(Command::Syn) => {
+            Some(DataFrame::StopSending) => {
+                stream.stop_owed = false;
+                tracing::debug!(id, "STOP_SENDING sent");
+                out.encode(|b| Signal::StopSending.encode_frame(b, id));
+            }
+            Some(DataFrame::Syn) => {
                 let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
                 out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
                 // Wake a flush waiting for the SYN to go.
                 self.wake.extend(stream.write_waker.take());
             }
-            Some(Command::Psh) => {
+            Some(DataFrame::Psh) => {
                 // Split what is queued evenly over the fewest frames, so a 64 KiB write does
                 // not cost a second credit for a 1-byte tail.
                 let queued = stream.send_buf.len();
@@ -935,11 +1002,15 @@ impl Session {
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
                 self.wake.extend(stream.write_waker.take());
             }
-            Some(_) => {
+            Some(DataFrame::Fin) => {
                 let wire = match std::mem::replace(&mut stream.send, SendState::FinSent) {
                     SendState::AbortQueued(abort) => {
                         stream.send = SendState::Done(SendEnd::Reset(abort.reason));
                         abort.wire
+                    }
+                    SendState::StopQueued(lost) => {
+                        stream.send = SendState::Done(SendEnd::Stopped(lost));
+                        Bytes::new()
                     }
                     _ => Bytes::new(),
                 };
@@ -1021,7 +1092,9 @@ impl Session {
         let Some(stream) = self.streams.get(&id) else {
             return;
         };
-        if stream.grant_scheduled || !matches!(stream.recv, RecvState::Open) {
+        // Before its SYN is out the peer cannot know the stream: a MORE would come first.
+        if stream.grant_scheduled || stream.syn.is_some() || !matches!(stream.recv, RecvState::Open)
+        {
             return;
         }
         // The even share bounds the exact limit from above, and costs nothing to check first.
@@ -1050,11 +1123,8 @@ impl Session {
                 ),
             ));
         }
-        if self.closing {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "session is closing: no new streams",
-            ));
+        if !self.is_open() {
+            return Err(self.draining_error());
         }
         if self.streams.len() >= self.config.max_streams {
             return Err(io::Error::other(format!(
@@ -1072,7 +1142,11 @@ impl Session {
         tracing::debug!(id, "stream opened");
         self.streams.insert(
             id,
-            Box::new(StreamState::new(Some(Box::new(metadata)), self.max_window)),
+            Box::new(StreamState::new(
+                Some(Box::new(metadata)),
+                self.max_window,
+                self.read_tick,
+            )),
         );
         self.schedule_data(id);
         Ok(id)
@@ -1082,7 +1156,7 @@ impl Session {
     pub(crate) fn app_accept(&mut self) -> Option<io::Result<(u32, Box<[u8]>)>> {
         // After an orderly end, streams already queued are still handed out (they may hold
         // data and their FIN); after a failure they are not.
-        if let Some(end) = self.end.as_ref().filter(|end| !end.is_clean()) {
+        if let Some(end) = self.end().filter(|end| !end.is_clean()) {
             return Some(Err(end.error()));
         }
         if let Some(accepted) = self.accept_queue.pop_front() {
@@ -1092,11 +1166,8 @@ impl Session {
         if let Err(err) = self.check_alive() {
             return Some(Err(err));
         }
-        if self.closing {
-            return Some(Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "session is closing: no new streams",
-            )));
+        if !self.is_open() {
+            return Some(Err(self.draining_error()));
         }
         None
     }
@@ -1109,7 +1180,7 @@ impl Session {
         buf: &mut [u8],
         waker: &Waker,
     ) -> Option<io::Result<usize>> {
-        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let session_error = self.end().map(SessionEnd::error);
         let stream = match self.streams.get_mut(&id) {
             Some(stream) => stream,
             None => return Some(Err(stream_gone())),
@@ -1140,6 +1211,8 @@ impl Session {
                 stream.recv_queue.pop_front();
             }
         }
+        self.read_tick += 1;
+        stream.last_read = self.read_tick;
         self.recv_buffered -= copied;
         self.consider_grant(id);
         self.wake_reader_if_room();
@@ -1188,16 +1261,16 @@ impl Session {
 
     /// Waits until the bytes written to stream `id` have been handed to the connection.
     pub(crate) fn app_flush(&mut self, id: u32, waker: &Waker) -> Option<io::Result<()>> {
-        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let session_error = self.end().map(SessionEnd::error);
         let stream = match self.streams.get_mut(&id) {
             Some(stream) => stream,
             None => return Some(Err(stream_gone())),
         };
+        if let Some(ended) = sent_or_lost(&stream.send) {
+            return Some(ended);
+        }
         if stream.send_buf.is_empty() && stream.syn.is_none() {
             return Some(Ok(()));
-        }
-        if let SendState::Done(_) | SendState::AbortQueued(_) = stream.send {
-            return Some(writable(stream));
         }
         if let Some(err) = session_error {
             return Some(Err(err));
@@ -1208,7 +1281,7 @@ impl Session {
 
     /// Half-closes stream `id`: FIN follows the bytes already written. Ready once FIN is encoded.
     pub(crate) fn app_close(&mut self, id: u32, waker: &Waker) -> Option<io::Result<()>> {
-        let session_error = self.end.as_ref().map(SessionEnd::error);
+        let session_error = self.end().map(SessionEnd::error);
         let stream = match self.streams.get_mut(&id) {
             Some(stream) => stream,
             None => return Some(Err(stream_gone())),
@@ -1219,11 +1292,9 @@ impl Session {
                 self.schedule_data(id);
             }
             SendState::FinSent => return Some(Ok(())),
-            // Closed by the peer (a picomux FIN): nothing left to end.
-            SendState::Done(SendEnd::PeerClosed) => return Some(Ok(())),
-            SendState::Done(SendEnd::Reset(reason)) => return Some(Err(reset_error(reason))),
-            SendState::AbortQueued(abort) => return Some(Err(reset_error(&abort.reason))),
             SendState::FinQueued => {}
+            // Ended otherwise: fine if nothing written was lost.
+            ended => return sent_or_lost(ended),
         }
         if let Some(err) = session_error {
             return Some(Err(err));
@@ -1236,21 +1307,45 @@ impl Session {
 
     /// Aborts stream `id` in both directions; the peer sees `reason`.
     pub(crate) fn app_abort(&mut self, id: u32, reason: &str) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
         let mut end = reason.len().min(MAX_BODY);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
         let reason = if end == 0 { "aborted" } else { &reason[..end] };
         tracing::debug!(id, reason, "stream aborted");
-        let local = ResetReason::new(format!("aborted locally: {reason}"));
-        if !matches!(stream.send, SendState::FinSent | SendState::Done(_)) {
-            stream.send = SendState::AbortQueued(Box::new(QueuedAbort {
-                wire: Bytes::copy_from_slice(reason.as_bytes()),
-                reason: local.clone(),
-            }));
+        self.reset_stream(id, Some(reason), &format!("aborted locally: {reason}"));
+    }
+
+    /// Resets stream `id` in both directions: what it holds either way is discarded, and its
+    /// operations fail with `local`. The peer gets a FIN with `wire` as the reason while either
+    /// direction is open to it (`None`: the peer has ended the session and hears nothing).
+    fn reset_stream(&mut self, id: u32, wire: Option<&str>, local: &str) {
+        let peer_is_smolmux = self.peer_is_smolmux;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let local = ResetReason::new(local.to_owned());
+        let tell_peer = match &stream.send {
+            SendState::Open | SendState::FinQueued | SendState::StopQueued(_) => true,
+            // Our direction is done, but a smolmux peer's may still be open: the abort ends it.
+            SendState::FinSent | SendState::Done(SendEnd::Stopped(_)) => {
+                peer_is_smolmux && !stream.remote_done()
+            }
+            SendState::AbortQueued(_) | SendState::Done(_) => false,
+        };
+        match wire {
+            Some(wire) if tell_peer => {
+                stream.send = SendState::AbortQueued(Box::new(QueuedAbort {
+                    wire: Bytes::copy_from_slice(wire.as_bytes()),
+                    reason: local.clone(),
+                }));
+            }
+            None if !stream.local_done() => {
+                stream.syn = None;
+                stream.stop_owed = false;
+                stream.send = SendState::Done(SendEnd::Reset(local.clone()));
+            }
+            _ => {}
         }
         self.send_buffered -= stream.send_buf.len();
         stream.send_buf.clear();
@@ -1264,23 +1359,36 @@ impl Session {
         self.maybe_remove(id);
     }
 
-    /// The handle of stream `id` is gone: FIN follows its written bytes, and data still arriving
-    /// is discarded.
-    pub(crate) fn app_drop(&mut self, id: u32) {
+    /// The handle of stream `id` is gone: FIN follows its written bytes, a smolmux peer is told
+    /// to stop sending, and data still arriving is discarded.
+    pub(crate) fn app_drop(&mut self, id: u32, now: Instant) {
+        let peer_is_smolmux = self.peer_is_smolmux;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
         stream.handle_dropped = true;
         stream.read_waker = None;
         stream.write_waker = None;
-        if matches!(stream.send, SendState::Open) {
-            stream.send = SendState::FinQueued;
-        }
+        // A picomux peer takes our FIN as the end of both directions; a smolmux peer needs
+        // telling, or it would write on into a stream nobody reads.
+        stream.stop_owed = peer_is_smolmux && matches!(stream.recv, RecvState::Open);
         self.recv_buffered -= stream.discard_received();
-        self.schedule_data(id);
+        self.queue_fin(id);
         self.consider_grant(id);
         self.wake_reader_if_room();
         self.maybe_remove(id);
+        self.start_deadline_if_abandoned(now);
+        self.progress();
+    }
+
+    /// Ends our direction of stream `id` after its queued bytes, if it is still open.
+    fn queue_fin(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if matches!(stream.send, SendState::Open) {
+                stream.send = SendState::FinQueued;
+            }
+        }
+        self.schedule_data(id);
     }
 
     fn maybe_remove(&mut self, id: u32) {
@@ -1292,72 +1400,8 @@ impl Session {
             self.send_buffered -= stream.send_buf.len();
             self.recv_buffered -= stream.discard_received();
             tracing::debug!(id, "stream closed");
-            self.check_shutdown();
+            self.progress();
         }
-    }
-
-    /// Graceful close: FIN every stream after its queued bytes, then close the write half.
-    pub(crate) fn app_close_session(&mut self) {
-        if !self.closing {
-            tracing::debug!("closing session");
-        }
-        self.closing = true;
-        self.shutdown = true;
-        while let Some((id, _)) = self.accept_queue.pop_front() {
-            self.app_drop(id);
-        }
-        let ids: Vec<u32> = self.streams.keys().copied().collect();
-        for id in ids {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                if matches!(stream.send, SendState::Open) {
-                    stream.send = SendState::FinQueued;
-                }
-            }
-            self.schedule_data(id);
-        }
-        self.wake_writer();
-    }
-
-    /// Every `Mux` handle is gone: refuse new streams, drop the unaccepted ones, and end the
-    /// session once the streams still in use are done.
-    pub(crate) fn app_drop_mux(&mut self) {
-        self.closing = true;
-        self.mux_dropped = true;
-        while let Some((id, _)) = self.accept_queue.pop_front() {
-            self.app_drop(id);
-        }
-        self.check_shutdown();
-        self.wake_writer();
-    }
-
-    fn check_shutdown(&mut self) {
-        if self.mux_dropped && self.streams.is_empty() {
-            self.shutdown = true;
-            self.wake_writer();
-        }
-    }
-
-    /// Whether the writer should close the connection's write half now: a close was requested,
-    /// and everything to send has been encoded.
-    pub(crate) fn should_close_write(&self) -> bool {
-        self.shutdown
-            && !self.write_closed
-            && self.data_queue.is_empty()
-            && self.refusals.is_empty()
-            && self.streams.values().all(|stream| stream.local_done())
-    }
-
-    /// The write half is closed. If nothing is left to use the session, it ends here.
-    pub(crate) fn on_write_closed(&mut self) {
-        self.write_closed = true;
-        self.notify_state = true;
-        if self.peer_closed || (self.mux_dropped && self.streams.is_empty()) {
-            self.end_cleanly(io::ErrorKind::NotConnected, "session closed");
-        }
-    }
-
-    pub(crate) fn write_closed(&self) -> bool {
-        self.write_closed
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -1388,15 +1432,55 @@ fn writable(stream: &StreamState) -> io::Result<()> {
         SendState::Open => Ok(()),
         SendState::Done(SendEnd::Reset(reason)) => Err(reset_error(reason)),
         SendState::AbortQueued(abort) => Err(reset_error(&abort.reason)),
-        SendState::Done(SendEnd::PeerClosed) => Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "the peer closed the stream (a picomux peer's FIN ends both directions)",
-        )),
+        SendState::Done(SendEnd::PeerClosed(_)) => Err(peer_closed_error(0)),
+        SendState::StopQueued(_) | SendState::Done(SendEnd::Stopped(_)) => {
+            Err(peer_stopped_error(0))
+        }
         SendState::FinQueued | SendState::FinSent => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "stream already closed for writing",
         )),
     }
+}
+
+/// For `flush` and `close` on a direction that the peer or an abort ended: `Ok` if every byte
+/// written had been sent by then, the error that says why not otherwise. `None` while the
+/// direction is open or ends by our own FIN.
+fn sent_or_lost(send: &SendState) -> Option<io::Result<()>> {
+    match send {
+        SendState::Open | SendState::FinQueued | SendState::FinSent => None,
+        SendState::Done(SendEnd::PeerClosed(0))
+        | SendState::Done(SendEnd::Stopped(0))
+        | SendState::StopQueued(0) => Some(Ok(())),
+        SendState::Done(SendEnd::PeerClosed(lost)) => Some(Err(peer_closed_error(*lost))),
+        SendState::StopQueued(lost) | SendState::Done(SendEnd::Stopped(lost)) => {
+            Some(Err(peer_stopped_error(*lost)))
+        }
+        SendState::Done(SendEnd::Reset(reason)) => Some(Err(reset_error(reason))),
+        SendState::AbortQueued(abort) => Some(Err(reset_error(&abort.reason))),
+    }
+}
+
+fn peer_closed_error(lost: usize) -> io::Error {
+    broken_pipe(
+        "the peer closed the stream (a picomux peer's FIN ends both directions)",
+        lost,
+    )
+}
+
+fn peer_stopped_error(lost: usize) -> io::Error {
+    broken_pipe(
+        "the peer stopped reading the stream (its handle was dropped)",
+        lost,
+    )
+}
+
+fn broken_pipe(why: &str, lost: usize) -> io::Error {
+    let message = match lost {
+        0 => why.to_owned(),
+        _ => format!("{why}; {lost} bytes written were not sent"),
+    };
+    io::Error::new(io::ErrorKind::BrokenPipe, message)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -154,7 +155,7 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.shared.with(|s| s.app_drop(self.id));
+        self.shared.with(|s| s.app_drop(self.id, Instant::now()));
     }
 }
 

@@ -109,6 +109,15 @@ fn commands(frames: &[(Command, u32, Bytes)]) -> Vec<Command> {
     frames.iter().map(|f| f.0).collect()
 }
 
+/// The smolmux signals among `frames`, in order.
+fn signals(frames: &[(Command, u32, Bytes)]) -> Vec<Signal> {
+    frames
+        .iter()
+        .filter(|f| f.0 == Command::Nop)
+        .filter_map(|f| Signal::decode(&f.2))
+        .collect()
+}
+
 #[test]
 fn open_sends_syn_with_metadata_then_data_without_waiting() {
     let mut h = Harness::new(Config::default());
@@ -355,7 +364,7 @@ fn duplicate_syn_is_an_error_but_syn_for_a_closed_id_and_id_zero_are_fine() {
     h.recv(Command::Syn, 9, b"").unwrap();
     let (id, _) = h.accept();
     h.recv(Command::Fin, 9, b"").unwrap();
-    h.s.app_drop(id);
+    h.s.app_drop(id, h.now);
     h.transmit(); // our FIN
     assert_eq!(h.s.stats().open_streams, 0);
     h.recv(Command::Syn, 9, b"again").unwrap();
@@ -412,7 +421,7 @@ fn a_refused_stream_fails_its_reads_and_writes_and_frees_its_slot() {
     assert!(err.to_string().contains("accept backlog full"), "{err}");
     let err = h.s.app_write(id, b"more", &noop()).unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
-    h.s.app_drop(id);
+    h.s.app_drop(id, h.now);
     assert_eq!(h.s.stats().open_streams, 0, "the slot is free again");
 }
 
@@ -632,24 +641,34 @@ fn a_stalled_reader_keeps_memory_within_the_stream_limit() {
 }
 
 #[test]
-fn the_reader_pauses_when_the_session_buffer_is_full() {
+fn a_full_receive_budget_resets_the_stream_read_longest_ago_and_never_pauses_the_reader() {
     let config = Config {
         session_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
         stream_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
         ..Config::default()
     };
-    let mut h = Harness::new(config);
+    let mut h = Harness::smolmux_peer(config);
     for id in 1..=2 {
         h.recv(Command::Syn, id, b"").unwrap();
+        h.accept();
     }
     let body = vec![0u8; MAX_BODY];
+    h.recv(Command::Psh, 2, &body).unwrap();
+    h.read(2, 1).unwrap().unwrap(); // stream 2 is being read, stream 1 never is
     for _ in 0..INITIAL_CREDITS {
         h.recv(Command::Psh, 1, &body).unwrap();
     }
-    assert!(h.s.reader_must_wait(&noop()));
-    h.accept();
-    h.read(1, MAX_BODY).unwrap().unwrap();
+    h.recv(Command::Psh, 2, &body).unwrap();
     assert!(!h.s.reader_must_wait(&noop()));
+    assert!(h.s.stats().recv_buffered_bytes <= Config::MIN_STREAM_RECEIVE_BUFFER);
+    let err = h.read(1, 10).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert!(err.to_string().contains("session_receive_buffer"), "{err}");
+    assert_eq!(h.read(2, MAX_BODY).unwrap().unwrap().len(), MAX_BODY);
+    let frames = h.transmit();
+    let reset = frames.iter().find(|f| f.0 == Command::Fin).unwrap();
+    assert_eq!(reset.1, 1, "the peer learns why stream 1 ended");
+    assert!(!reset.2.is_empty());
 }
 
 #[test]
@@ -713,11 +732,13 @@ fn dropping_a_stream_sends_fin_after_its_data_and_discards_later_input() {
     let mut h = Harness::smolmux_peer(ten_frame_window());
     let id = h.s.app_open(Bytes::new()).unwrap();
     h.write(id, b"last words");
-    h.s.app_drop(id);
+    h.s.app_drop(id, h.now);
+    let frames = h.transmit();
     assert_eq!(
-        commands(&h.transmit()),
-        vec![Command::Syn, Command::Psh, Command::Fin]
+        commands(&frames),
+        vec![Command::Syn, Command::Nop, Command::Psh, Command::Fin]
     );
+    assert_eq!(Signal::decode(&frames[1].2), Some(Signal::StopSending));
     // The peer keeps sending: the data is dropped and credited back so it never stalls.
     let mut granted = 0;
     for _ in 0..100 {
@@ -752,14 +773,14 @@ fn session_end_fails_operations_but_buffered_data_is_still_readable() {
 }
 
 #[test]
-fn graceful_close_fins_every_stream_then_closes_the_write_half() {
+fn graceful_close_with_a_smolmux_peer_ends_after_goaway_fins_and_bye_both_ways() {
     let mut h = Harness::smolmux_peer(Config::default());
     let a = h.s.app_open(Bytes::new()).unwrap();
     let b = h.s.app_open(Bytes::new()).unwrap();
     h.write(a, b"queued");
-    h.s.app_close_session();
-    assert!(!h.s.should_close_write());
+    h.s.app_close_session(h.now);
     let frames = h.transmit();
+    assert_eq!(signals(&frames), vec![Signal::GoAway]);
     assert_eq!(frames.iter().filter(|f| f.0 == Command::Fin).count(), 2);
     let psh = frames
         .iter()
@@ -770,9 +791,37 @@ fn graceful_close_fins_every_stream_then_closes_the_write_half() {
         .position(|f| f.0 == Command::Fin && f.1 == a)
         .unwrap();
     assert!(psh < fin, "FIN follows the queued bytes");
-    assert!(h.s.should_close_write());
     assert!(h.s.app_open(Bytes::new()).is_err());
-    let _ = b;
+    assert!(!h.s.should_close_write(), "the peer's directions are open");
+    h.recv(Command::Nop, 0, &[2]).unwrap(); // GOAWAY
+    h.recv(Command::Fin, a, b"").unwrap();
+    assert!(h.transmit().is_empty(), "stream b is still open");
+    h.recv(Command::Fin, b, b"").unwrap();
+    assert_eq!(signals(&h.transmit()), vec![Signal::Bye]);
+    assert!(!h.s.should_close_write(), "waits for the peer's BYE");
+    assert!(h.s.close_outcome().is_none());
+    h.recv(Command::Nop, 0, &[3]).unwrap(); // BYE
+    assert!(h.s.should_close_write());
+    h.s.on_write_closed();
+    assert!(h.s.end().unwrap().is_clean());
+    assert!(matches!(h.s.close_outcome(), Some(Ok(()))));
+}
+
+#[test]
+fn graceful_close_with_a_picomux_peer_closes_the_write_half_once_the_fins_are_out() {
+    let mut h = Harness::new(Config::default());
+    let a = h.s.app_open(Bytes::new()).unwrap();
+    h.write(a, b"queued");
+    h.s.app_close_session(h.now);
+    assert!(!h.s.should_close_write());
+    let frames = h.transmit();
+    assert_eq!(commands(&frames), vec![Command::Syn, Command::Psh, Command::Fin]);
+    assert!(h.s.should_close_write());
+    h.s.on_write_closed();
+    assert!(matches!(h.s.close_outcome(), Some(Ok(()))));
+    assert!(h.s.end().is_none(), "the session ends at the peer's EOF");
+    h.s.on_eof();
+    assert!(h.s.end().unwrap().is_clean());
 }
 
 #[test]
@@ -826,7 +875,7 @@ fn resets_balanced_by_accepted_streams_are_tolerated() {
         h.recv(Command::Syn, 2 * id + 1, b"").unwrap();
         let (accepted, _) = h.accept();
         h.recv(Command::Fin, accepted, b"").unwrap();
-        h.s.app_drop(accepted);
+        h.s.app_drop(accepted, h.now);
         h.transmit();
     }
     assert!(h.s.end().is_none());
@@ -852,14 +901,22 @@ fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
     let mut h = Harness::smolmux_peer(Config::default());
     let id = h.s.app_open(Bytes::new()).unwrap();
     h.write(id, b"last bytes");
-    h.s.app_close_session();
+    h.s.app_close_session(h.now);
     h.s.on_eof();
     assert!(h.s.end().is_none(), "our FIN is not out yet");
+    let frames = h.transmit();
     assert_eq!(
-        commands(&h.transmit()),
-        vec![Command::Syn, Command::Psh, Command::Fin]
+        commands(&frames),
+        vec![
+            Command::Nop,
+            Command::Syn,
+            Command::Psh,
+            Command::Fin,
+            Command::Nop
+        ]
     );
-    assert!(h.s.should_close_write());
+    assert_eq!(signals(&frames), vec![Signal::GoAway, Signal::Bye]);
+    assert!(h.s.should_close_write(), "no BYE will come from a closed connection");
     h.s.on_write_closed();
     assert!(h.s.end().unwrap().is_clean());
 }
