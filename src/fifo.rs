@@ -30,6 +30,10 @@ impl<T> Fifo<T> {
         self.0.get_or_insert_default().push_back(item);
     }
 
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|items| items.iter())
+    }
+
     pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
         self.0.as_mut()?.front_mut()
     }
@@ -70,6 +74,7 @@ mod tests {
             fifo.push_back(i);
         }
         assert_eq!((fifo.len(), fifo.back()), (5, Some(&4)));
+        assert_eq!(fifo.iter().sum::<i32>(), 10);
         *fifo.back_mut().unwrap() = 40;
         *fifo.front_mut().unwrap() = 10;
         let out: Vec<i32> = std::iter::from_fn(|| fifo.pop_front()).collect();

@@ -137,8 +137,7 @@ impl Mux {
     /// the socket's write direction (async-std's `TcpStream` only flushes), call
     /// `shutdown(Shutdown::Write)` on it afterwards so that the peer sees the end.
     pub async fn close(&self) -> io::Result<()> {
-        self.shared
-            .with(|s| s.app_close_session(Instant::now()));
+        self.shared.with(|s| s.app_close_session(Instant::now()));
         loop {
             let done = || self.shared.with(|s| s.close_outcome());
             if let Some(result) = done() {

@@ -23,6 +23,7 @@
 //! A stream leaves the table once its handle is gone, our side has sent its FIN, and the peer's
 //! side has finished or been reset.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
@@ -42,8 +43,8 @@ use crate::transmit::Transmit;
 
 mod lifecycle;
 
-use lifecycle::{Farewell, Phase};
 pub(crate) use lifecycle::SessionEnd;
+use lifecycle::{Farewell, Phase};
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -209,6 +210,11 @@ impl StreamState {
             read_waker: None,
             write_waker: None,
         }
+    }
+
+    /// Bytes received and not yet read.
+    fn unread_bytes(&self) -> usize {
+        self.recv_queue.iter().map(Bytes::len).sum()
     }
 
     /// Drops the received data not yet read; returns its length in bytes.
@@ -494,10 +500,8 @@ impl Session {
         }
         tracing::debug!(id, "stream opened by peer");
         let window = self.max_window;
-        self.streams.insert(
-            id,
-            Box::new(StreamState::new(None, window, self.read_tick)),
-        );
+        self.streams
+            .insert(id, Box::new(StreamState::new(None, window, self.read_tick)));
         self.accept_queue.push_back((id, metadata.into()));
         self.notify_accept = true;
         Ok(())
@@ -553,7 +557,7 @@ impl Session {
     }
 
     /// Keeps the unread bytes of all streams within `session_receive_buffer` by resetting the
-    /// streams read longest ago, unaccepted ones first. The protocol gives every new stream 10
+    /// streams read longest ago (of those never read, the one holding most). The protocol gives every new stream 10
     /// frames without a grant, so enough streams whose application does not read can hold more
     /// than any budget; stopping to read the connection instead would stop the PINGs, PONGs and
     /// the streams that are read with them, and let the peer's ping timeout end the session.
@@ -563,7 +567,7 @@ impl Session {
                 .streams
                 .iter()
                 .filter(|(_, stream)| !stream.recv_queue.is_empty())
-                .min_by_key(|(_, stream)| stream.last_read)
+                .min_by_key(|(_, stream)| (stream.last_read, Reverse(stream.unread_bytes())))
                 .map(|(id, _)| *id)
             else {
                 return;
@@ -575,7 +579,11 @@ impl Session {
                     stream.handle_dropped = true;
                 }
             }
-            self.reset_stream(victim, Some(RECEIVE_BUDGET_EXCEEDED), RECEIVE_BUDGET_EXCEEDED);
+            self.reset_stream(
+                victim,
+                Some(RECEIVE_BUDGET_EXCEEDED),
+                RECEIVE_BUDGET_EXCEEDED,
+            );
         }
     }
 

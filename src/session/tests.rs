@@ -815,7 +815,10 @@ fn graceful_close_with_a_picomux_peer_closes_the_write_half_once_the_fins_are_ou
     h.s.app_close_session(h.now);
     assert!(!h.s.should_close_write());
     let frames = h.transmit();
-    assert_eq!(commands(&frames), vec![Command::Syn, Command::Psh, Command::Fin]);
+    assert_eq!(
+        commands(&frames),
+        vec![Command::Syn, Command::Psh, Command::Fin]
+    );
     assert!(h.s.should_close_write());
     h.s.on_write_closed();
     assert!(matches!(h.s.close_outcome(), Some(Ok(()))));
@@ -916,7 +919,10 @@ fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
         ]
     );
     assert_eq!(signals(&frames), vec![Signal::GoAway, Signal::Bye]);
-    assert!(h.s.should_close_write(), "no BYE will come from a closed connection");
+    assert!(
+        h.s.should_close_write(),
+        "no BYE will come from a closed connection"
+    );
     h.s.on_write_closed();
     assert!(h.s.end().unwrap().is_clean());
 }
