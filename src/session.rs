@@ -315,6 +315,9 @@ pub(crate) struct Session {
     next_id: u32,
     id_step: u32,
     peer_is_smolmux: bool,
+    /// The peer's first PING has arrived, so `peer_is_smolmux` is known (smolmux and picomux
+    /// both ping first): until then, how the session may end is not known either.
+    peer_pinged: bool,
     accept_queue: VecDeque<(u32, Box<[u8]>)>,
     /// Streams the peer aborted before they were accepted, less streams accepted since.
     early_resets: u32,
@@ -384,6 +387,7 @@ impl Session {
             next_id: fastrand::u32(..),
             id_step: fastrand::u32(..) | 1,
             peer_is_smolmux: false,
+            peer_pinged: false,
             accept_queue: VecDeque::new(),
             early_resets: 0,
             refusals: VecDeque::new(),
@@ -450,6 +454,10 @@ impl Session {
             }
             Command::Ping => {
                 let info = PingInfo::decode(&body)?;
+                if !self.peer_pinged {
+                    self.peer_pinged = true;
+                    self.wake_writer(); // a close may have waited for this
+                }
                 if info.smolmux && !self.peer_is_smolmux {
                     tracing::debug!("peer speaks smolmux extensions");
                     self.peer_is_smolmux = true;
@@ -1382,7 +1390,6 @@ impl Session {
         stream.stop_owed = peer_is_smolmux && matches!(stream.recv, RecvState::Open);
         self.recv_buffered -= stream.discard_received();
         self.queue_fin(id);
-        self.consider_grant(id);
         self.wake_reader_if_room();
         self.maybe_remove(id);
         self.start_deadline_if_abandoned(now);

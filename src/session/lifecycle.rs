@@ -296,7 +296,7 @@ impl Session {
     /// GOAWAYs crossed (a smolmux peer: then no SYN can still be on its way), or our side of
     /// each (a picomux peer treats our FIN as the end of the whole stream).
     fn streams_finished(&self) -> bool {
-        if !self.refusals.is_empty() {
+        if !self.refusals.is_empty() || !self.peer_pinged {
             return false;
         }
         if self.peer_is_smolmux {
@@ -409,7 +409,7 @@ impl Session {
 
     /// The close deadline passed at `now`: abort the streams still open and finish.
     pub(super) fn on_close_deadline(&mut self, now: Instant) {
-        if !self.close_deadline().is_some_and(|at| now >= at) {
+        if self.close_deadline().is_none_or(|at| now < at) {
             return;
         }
         let unfinished: Vec<u32> = self

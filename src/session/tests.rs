@@ -33,11 +33,20 @@ impl Harness {
     }
 
     fn smolmux_peer(config: Config) -> Self {
+        Harness::with_peer(config, true)
+    }
+
+    /// A session whose peer's first PING said it is picomux.
+    fn picomux_peer(config: Config) -> Self {
+        Harness::with_peer(config, false)
+    }
+
+    fn with_peer(config: Config, smolmux: bool) -> Self {
         let mut h = Harness::new(config);
         let mut ping = BytesMut::new();
         PingInfo {
             next_ping_in_ms: 1000,
-            smolmux: true,
+            smolmux,
         }
         .encode_frame(&mut ping);
         h.recv_raw(&ping).unwrap();
@@ -809,7 +818,7 @@ fn graceful_close_with_a_smolmux_peer_ends_after_goaway_fins_and_bye_both_ways()
 
 #[test]
 fn graceful_close_with_a_picomux_peer_closes_the_write_half_once_the_fins_are_out() {
-    let mut h = Harness::new(Config::default());
+    let mut h = Harness::picomux_peer(Config::default());
     let a = h.s.app_open(Bytes::new()).unwrap();
     h.write(a, b"queued");
     h.s.app_close_session(h.now);
@@ -1108,3 +1117,5 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
     assert_eq!(psh_sizes(&mut h, bulk).iter().sum::<usize>(), 100_000);
     assert!(h.s.end().is_none());
 }
+
+mod lifecycle;
