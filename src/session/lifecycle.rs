@@ -326,11 +326,13 @@ impl Session {
         }
     }
 
-    /// Whether a GOAWAY should go now: we drain and the peer understands it.
+    /// Whether a GOAWAY should go now: we drain, the peer understands it, and the SYNs of the
+    /// streams we opened before are out (the peer refuses a SYN that follows our GOAWAY).
     pub(super) fn goaway_due(&self) -> bool {
         self.peer_is_smolmux
             && !self.farewell.goaway_sent
             && matches!(self.phase, Phase::Draining(_) | Phase::Finishing(_))
+            && self.streams.values().all(|stream| stream.syn.is_none())
     }
 
     /// Whether our BYE should go now: the session is finishing, every other frame is out, and

@@ -920,8 +920,8 @@ fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
     assert_eq!(
         commands(&frames),
         vec![
-            Command::Nop,
             Command::Syn,
+            Command::Nop,
             Command::Psh,
             Command::Fin,
             Command::Nop

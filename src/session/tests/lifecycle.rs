@@ -263,6 +263,22 @@ fn a_peers_goaway_stops_opens_and_accepts_is_answered_and_streams_go_on() {
 }
 
 #[test]
+fn our_goaway_follows_the_syns_of_the_streams_opened_before_the_close() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = h.s.app_open(Bytes::new()).unwrap();
+    h.s.app_close_session(h.now);
+    let frames = h.transmit();
+    assert_eq!(
+        frames,
+        vec![
+            (Command::Syn, id, Bytes::new()),
+            (Command::Nop, 0, Bytes::from_static(&[2])),
+            (Command::Fin, id, Bytes::new()),
+        ]
+    );
+}
+
+#[test]
 fn bye_before_goaway_is_a_protocol_error() {
     let mut h = Harness::smolmux_peer(Config::default());
     let err = bye(&mut h).unwrap_err();
