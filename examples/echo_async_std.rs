@@ -10,7 +10,7 @@
 //! `AsyncWrite` halves and somewhere to spawn its driver.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
@@ -67,7 +67,7 @@ async fn echo(stream: Stream) -> io::Result<()> {
 /// Opens three streams at once over one connection, sends a message on each and reads the echo.
 async fn client(addr: SocketAddr) -> io::Result<()> {
     let tcp = TcpStream::connect(addr).await?;
-    let (mux, driver) = Mux::new(tcp.clone(), tcp.clone(), Config::default());
+    let (mux, driver) = Mux::new(tcp.clone(), tcp, Config::default());
     let driver = task::spawn(driver);
 
     let tasks: Vec<_> = (1..=3)
@@ -89,11 +89,11 @@ async fn client(addr: SocketAddr) -> io::Result<()> {
         task.await?;
     }
 
-    // `close` sends FIN on every stream, flushes, and closes the writer. async-std's
-    // `TcpStream::close` only flushes, so we send the TCP FIN ourselves: the server sees EOF,
-    // ends its session and closes its end, and then our driver resolves.
+    // `close` tells the server that no new streams will come, waits until every stream has
+    // finished both ways, and ends both sessions. (async-std's `TcpStream::close` only flushes:
+    // against a picomux peer, which needs the connection's end, call
+    // `tcp.shutdown(Shutdown::Write)` after `close`.)
     mux.close().await?;
-    tcp.shutdown(Shutdown::Write)?;
     driver.await
 }
 

@@ -100,8 +100,7 @@ async fn client(addr: &str) -> io::Result<()> {
         task.await.expect("stream task panicked")?;
     }
 
-    // FIN, then close our write half: the compat writer's close is tokio's `shutdown`, which
-    // shuts down the socket's write direction, so the server sees the end.
+    // No new streams, FIN on every stream, and both sessions end once every stream is done.
     mux.close().await?;
-    driver.await.expect("driver task panicked") // resolves once the server has closed its end
+    driver.await.expect("driver task panicked")
 }

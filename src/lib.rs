@@ -13,10 +13,11 @@
 //!   costs no round trip: the SYN carries the opener's metadata, and data may follow at once.
 //! - A [`Stream`] is `AsyncRead + AsyncWrite`. Closing it is a **half-close**: the bytes written
 //!   go out, then FIN; the peer reads EOF and may go on writing. [`Stream::abort`] resets both
-//!   directions with a reason.
+//!   directions with a reason. Dropping a stream closes it and tells the peer to stop sending.
 //! - **Flow control**: the receiver grants credits as the application reads, so a stream whose
 //!   reader stalls stops its sender without slowing the other streams, and memory stays within
-//!   [`Config::stream_receive_buffer`] per stream and [`Config::session_receive_buffer`] in all.
+//!   [`Config::stream_receive_buffer`] per stream and [`Config::session_receive_buffer`] in all
+//!   (past which the stream read longest ago is reset: the connection is always read).
 //!   A stream's window is its whole receive buffer, so one stream can fill a fast link at once,
 //!   except while the sender interleaves the stream with other streams' messages, so that they
 //!   do not queue behind it.
@@ -26,6 +27,10 @@
 //! - **Limits**: [`Config::max_streams`] and [`Config::accept_backlog`] bound the streams; a
 //!   stream the peer opens past them is refused at once (its opener sees the reason) and the
 //!   session goes on. Every limit and its default is listed in `docs/security.md`.
+//! - **Ending**: [`Mux::close`] drains the session gracefully (no new streams either way, every
+//!   stream finishes), bounded by [`Config::close_timeout`], and ends both sides without
+//!   needing the transport's end; dropping every handle does the same. `docs/protocol.md` has
+//!   the table of every way a stream or a session ends.
 //! - **Failure**: a peer that breaks the protocol ends the session with
 //!   [`std::io::ErrorKind::InvalidData`] and a message naming the problem; when the connection
 //!   dies, every pending and later operation fails promptly, and the driver resolves with the

@@ -21,7 +21,9 @@ use crate::stream::Stream;
 /// `Mux` is cheap to clone, and every clone may be used from any task at once. The connection's
 /// I/O happens in the [`Driver`] returned beside it by [`Mux::new`], which must be spawned (or
 /// otherwise polled) for anything to happen. When every `Mux` clone is dropped, the session stops
-/// accepting streams and ends once the streams still in use are closed.
+/// opening and accepting streams (the ones waiting to be accepted are refused) and ends once
+/// the streams still in use are done; once no `Stream` handle is left either,
+/// [`Config::close_timeout`] bounds how long the peer may take to finish them.
 ///
 /// ```
 /// # smol::block_on(async {
@@ -91,9 +93,15 @@ impl Mux {
     /// Opens a stream, sending `metadata` (at most 65,535 bytes) in its SYN.
     ///
     /// There is no round trip: the stream is ready to write at once, and its data follows the
-    /// SYN. If the peer refuses the stream (too many streams, or its accept backlog is full), the
-    /// stream's reads return EOF. Fails if the session has ended or is closing, if `max_streams`
-    /// streams are open, or if the metadata is too long.
+    /// SYN. If a smolmux peer refuses the stream (too many streams, its accept backlog is full,
+    /// or it is closing), the stream's reads and writes fail with
+    /// [`io::ErrorKind::ConnectionReset`] and a message that starts `stream aborted: stream
+    /// refused`; a picomux peer's refusal reads as EOF.
+    ///
+    /// Fails with [`io::ErrorKind::NotConnected`] once either side has begun to close the
+    /// session, with the session's error once it has ended, with [`io::ErrorKind::Other`] if
+    /// `max_streams` streams are open, and with [`io::ErrorKind::InvalidInput`] if the metadata
+    /// is too long.
     ///
     /// Until the peer accepts the stream and reads from it, it grants no credits beyond the
     /// protocol's initial 10 frames: once those and the stream's `stream_send_buffer` are full,
@@ -108,7 +116,9 @@ impl Mux {
 
     /// Waits for the next stream opened by the peer.
     ///
-    /// Fails once the session has ended or is closing.
+    /// Streams that arrived before the session began to close are still handed out; after
+    /// that, fails with [`io::ErrorKind::NotConnected`] (either side is closing) or with the
+    /// session's error (it has ended).
     pub async fn accept(&self) -> io::Result<Stream> {
         loop {
             if let Some(accepted) = self.shared.with(|s| s.app_accept()) {
@@ -124,18 +134,25 @@ impl Mux {
         }
     }
 
-    /// Closes the session gracefully: every stream sends FIN after its queued bytes, the
-    /// connection is flushed and its write half closed. Streams waiting to be accepted are
-    /// closed too, and no new streams can be opened or accepted.
+    /// Closes the session gracefully.
     ///
-    /// Returns once the write half is closed, or with the session's error if it ended first.
+    /// No new streams are opened or accepted on either side from now on (the peer learns it at
+    /// once: its `open` fails with [`io::ErrorKind::NotConnected`]); streams waiting to be
+    /// accepted are refused; every stream sends FIN after its queued bytes. The streams then
+    /// finish both ways: credits keep flowing, so the peer's replies still arrive and can be
+    /// read. Once every stream is done, both sessions end and both drivers resolve `Ok(())`.
     ///
-    /// A smolmux peer ends its session when it reads the end of the connection, so replies it
-    /// has not sent by then are lost: read what you expect back before calling `close` (use
-    /// `Stream::close`, a half-close, to tell the peer you are done writing). The write half is
-    /// closed with the writer's `poll_close`; for a connection whose `close` does not shut down
-    /// the socket's write direction (async-std's `TcpStream` only flushes), call
-    /// `shutdown(Shutdown::Write)` on it afterwards so that the peer sees the end.
+    /// Returns `Ok(())` once the session has ended so. Past [`Config::close_timeout`] the
+    /// streams still open are aborted (their peers see [`io::ErrorKind::ConnectionReset`]), the
+    /// session ends, and `close` fails with [`io::ErrorKind::TimedOut`]. If the session ended
+    /// otherwise first, `close` fails with its error.
+    ///
+    /// Between smolmux peers the end needs nothing from the transport, so a connection whose
+    /// `close` does not shut the socket down (async-std's `TcpStream` only flushes) ends too.
+    /// A picomux peer knows no such exchange: towards it, `close` returns once every FIN is out
+    /// and the connection's write half is closed with the writer's `poll_close`, and the
+    /// session ends at the peer's EOF (with async-std, call `shutdown(Shutdown::Write)` on the
+    /// socket afterwards so that the peer sees the end).
     pub async fn close(&self) -> io::Result<()> {
         self.shared.with(|s| s.app_close_session(Instant::now()));
         loop {

@@ -22,9 +22,13 @@ use crate::shared::Shared;
 ///   order as the peer grants credits. `flush` waits until they are handed to the connection.
 /// - **Closing** (`close`, or `poll_close`) is a half-close: the queued bytes go out, then FIN.
 ///   The stream can still be read until the peer's FIN, after which reads return 0 (EOF).
-/// - **Dropping** a stream that was not closed sends FIN after the bytes already written; data
-///   the peer sends afterwards is discarded.
-/// - [`Stream::abort`] resets both directions and tells the peer why.
+/// - **Dropping** a stream that was not closed sends FIN after the bytes already written, and
+///   tells a smolmux peer to stop sending: its writes fail with [`io::ErrorKind::BrokenPipe`].
+///   Data that still arrives is discarded.
+/// - [`Stream::abort`] resets both directions, at any time until both are done, and tells the
+///   peer why.
+/// - No write reports success for bytes that are lost: once the peer stopped reading or ended
+///   the stream, `write` fails, and `flush` and `close` fail if written bytes were dropped.
 ///
 /// With a picomux peer (one that does not announce smolmux's extensions), a FIN ends the whole
 /// stream as picomux means it: reads return EOF, and writes fail with
@@ -84,10 +88,13 @@ impl Stream {
         self.id
     }
 
-    /// Aborts the stream in both directions. Unsent bytes are discarded; the peer's pending and
-    /// later reads and writes fail with [`io::ErrorKind::ConnectionReset`] and `reason` (between
-    /// smolmux peers; a picomux peer sees a plain close). Later operations here fail too. A
-    /// stream aborted before the peer accepted it is dropped from the peer's backlog unseen.
+    /// Aborts the stream in both directions. Unsent and unread bytes are discarded; the peer's
+    /// pending and later reads and writes fail with [`io::ErrorKind::ConnectionReset`] and
+    /// `reason` (between smolmux peers; a picomux peer sees a plain close). Later operations
+    /// here fail too. This works at any time until both directions are done, also after our
+    /// [`close`](futures_lite::AsyncWriteExt::close) (to cancel a reply that is still
+    /// streaming) or after the peer's. A stream aborted before the peer accepted it is dropped
+    /// from the peer's backlog unseen.
     ///
     /// ```
     /// # smol::block_on(async {
