@@ -179,7 +179,8 @@ pub fn run_session(data: &[u8]) -> Outcome {
             assert!(stats.send_buffered_bytes <= send_limit, "{stats:?}");
             let pick = op as usize >> 3;
             match op & 7 {
-                0 => match mux.open(&script[..pick.min(script.len())]).await {
+                // `try_open`: `open` would wait for a free slot that the script never frees.
+                0 => match mux.try_open(&script[..pick.min(script.len())]) {
                     Ok(s) => streams.push(s),
                     Err(err) => check_error(&err),
                 },

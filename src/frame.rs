@@ -97,8 +97,9 @@ impl Header {
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
         if bytes[0] != VERSION {
             return Err(ProtocolError(format!(
-                "bad version byte {} (expected {VERSION})",
-                bytes[0]
+                "bad version byte {} (expected {VERSION}){}",
+                bytes[0],
+                foreign_protocol_hint(bytes)
             )));
         }
         let command = Command::from_byte(bytes[1])
@@ -123,6 +124,35 @@ impl Header {
         out.put_u8(self.command.to_byte());
         out.put_u16_le(self.body_len);
         out.put_u32_le(self.stream_id);
+    }
+}
+
+/// What the first bytes of a connection look like when they are not a frame but another
+/// protocol (a peer, or a port, that is not what the user thinks), as a hint for the error.
+fn foreign_protocol_hint(bytes: &[u8; HEADER_LEN]) -> &'static str {
+    let starts = |prefix: &[u8]| bytes.starts_with(prefix);
+    if bytes[0] == 0x16 && bytes[1] == 0x03 {
+        ": this looks like a TLS handshake; does the peer expect TLS?"
+    } else if bytes[0] == 0x15 && bytes[1] == 0x03 {
+        ": this looks like a TLS alert; is one side speaking TLS and the other not?"
+    } else if starts(b"HTTP/") {
+        ": this looks like an HTTP response; is the peer an HTTP server?"
+    } else if [
+        &b"GET "[..],
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"CONNECT ",
+        b"OPTIONS ",
+    ]
+    .iter()
+    .any(|method| starts(method))
+    {
+        ": this looks like an HTTP request; is the peer an HTTP client?"
+    } else if starts(b"SSH-") {
+        ": this looks like SSH"
+    } else {
+        ""
     }
 }
 
@@ -156,30 +186,34 @@ pub enum Signal {
     /// GOAWAY; once both sides have sent it, the session ends without waiting for the
     /// connection's end.
     Bye,
+    /// On stream 0: "you may open this many more streams" (QUIC's MAX_STREAMS, as an
+    /// increment). The body is the byte 4 and the count as a little-endian u32.
+    MoreStreams(u32),
 }
 
 impl Signal {
-    fn to_byte(self) -> u8 {
-        match self {
-            Signal::StopSending => 1,
-            Signal::GoAway => 2,
-            Signal::Bye => 3,
-        }
-    }
-
     /// The signal a NOP body carries, if it carries one.
     pub fn decode(body: &[u8]) -> Option<Signal> {
-        match body {
+        match *body {
             [1] => Some(Signal::StopSending),
             [2] => Some(Signal::GoAway),
             [3] => Some(Signal::Bye),
+            [4, a, b, c, d] => Some(Signal::MoreStreams(u32::from_le_bytes([a, b, c, d]))),
             _ => None,
         }
     }
 
     /// Appends the NOP frame carrying this signal on `stream_id` to `out`.
     pub fn encode_frame(self, out: &mut BytesMut, stream_id: u32) {
-        encode_frame(out, Command::Nop, stream_id, &[self.to_byte()]);
+        match self {
+            Signal::StopSending => encode_frame(out, Command::Nop, stream_id, &[1]),
+            Signal::GoAway => encode_frame(out, Command::Nop, stream_id, &[2]),
+            Signal::Bye => encode_frame(out, Command::Nop, stream_id, &[3]),
+            Signal::MoreStreams(count) => {
+                let [a, b, c, d] = count.to_le_bytes();
+                encode_frame(out, Command::Nop, stream_id, &[4, a, b, c, d]);
+            }
+        }
     }
 }
 
@@ -311,6 +345,26 @@ mod tests {
     }
 
     #[test]
+    fn a_version_byte_from_another_protocol_says_which() {
+        let cases: [(&[u8; 8], &str); 5] = [
+            (
+                &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01],
+                "TLS handshake",
+            ),
+            (&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28, 0], "TLS alert"),
+            (b"HTTP/1.1", "HTTP response"),
+            (b"GET / HT", "HTTP request"),
+            (b"SSH-2.0-", "SSH"),
+        ];
+        for (bytes, hint) in cases {
+            let err = Header::decode(bytes).unwrap_err();
+            assert!(err.to_string().contains(hint), "{err}");
+        }
+        let err = Header::decode(&header_bytes(2, 0, 0, 1)).unwrap_err();
+        assert!(!err.to_string().contains("looks like"), "{err}");
+    }
+
+    #[test]
     fn unknown_command_is_rejected_by_value() {
         let err = Header::decode(&header_bytes(1, 0x05, 0, 1)).unwrap_err();
         assert!(err.to_string().contains("unknown command 0x05"), "{err}");
@@ -384,14 +438,26 @@ mod tests {
 
     #[test]
     fn signals_round_trip_in_nop_bodies_and_other_nop_bodies_carry_none() {
-        for signal in [Signal::StopSending, Signal::GoAway, Signal::Bye] {
+        for signal in [
+            Signal::StopSending,
+            Signal::GoAway,
+            Signal::Bye,
+            Signal::MoreStreams(0x0102_0304),
+        ] {
             let mut out = BytesMut::new();
             signal.encode_frame(&mut out, 7);
             let (header, body) = FrameIter::new(&out).next_frame().unwrap().unwrap();
             assert_eq!((header.command, header.stream_id), (Command::Nop, 7));
             assert_eq!(Signal::decode(body), Some(signal));
         }
-        for body in [&b""[..], b"\x00", b"\x04", b"\x01\x01", b"\x02\x00"] {
+        for body in [
+            &b""[..],
+            b"\x00",
+            b"\x05",
+            b"\x01\x01",
+            b"\x02\x00",
+            b"\x04\x01\x02\x03",
+        ] {
             assert_eq!(Signal::decode(body), None, "{body:?}");
         }
     }

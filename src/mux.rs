@@ -93,24 +93,51 @@ impl Mux {
     /// Opens a stream, sending `metadata` (at most 65,535 bytes) in its SYN.
     ///
     /// There is no round trip: the stream is ready to write at once, and its data follows the
-    /// SYN. If a smolmux peer refuses the stream (too many streams, its accept backlog is full,
-    /// or it is closing), the stream's reads and writes fail with
-    /// [`io::ErrorKind::ConnectionReset`] and a message that starts `stream aborted: stream
-    /// refused`; a picomux peer's refusal reads as EOF.
+    /// SYN. `open` waits, instead of failing, while the stream could not be taken:
+    ///
+    /// - a smolmux peer gives stream credits as its application accepts streams (100 at the
+    ///   start of a session, then as many as its accept backlog takes), so a burst of any size
+    ///   waits for the acceptor rather than being refused;
+    /// - `max_streams` streams are open on our side: `open` waits for one to close.
+    ///
+    /// [`Mux::try_open`] fails at once instead. A picomux peer gives no credits: opens towards
+    /// it are limited by `max_streams` only, and more than about 100 unaccepted streams at once
+    /// may be refused by it (the stream then reads EOF).
+    ///
+    /// If the peer refuses the stream anyway (a smolmux peer whose `accept_backlog` or
+    /// `max_streams` is below 100 can, at the start of a session, and so can one that is
+    /// closing), the stream's reads and writes fail with [`io::ErrorKind::ConnectionRefused`].
     ///
     /// Fails with [`io::ErrorKind::NotConnected`] once either side has begun to close the
-    /// session, with the session's error once it has ended, with [`io::ErrorKind::Other`] if
-    /// `max_streams` streams are open, and with [`io::ErrorKind::InvalidInput`] if the metadata
-    /// is too long.
+    /// session (also while waiting), with the session's error once it has ended, and with
+    /// [`io::ErrorKind::InvalidInput`] if the metadata is too long.
     ///
     /// Until the peer accepts the stream and reads from it, it grants no credits beyond the
     /// protocol's initial 10 frames: once those and the stream's `stream_send_buffer` are full,
     /// writes wait. A peer that never accepts the stream holds them up until the stream is
     /// aborted or dropped, or the session ends.
     pub async fn open(&self, metadata: &[u8]) -> io::Result<Stream> {
-        let id = self
-            .shared
-            .with(|s| s.app_open(Bytes::copy_from_slice(metadata)))?;
+        let metadata = Bytes::copy_from_slice(metadata);
+        loop {
+            if let Some(id) = self.shared.with(|s| s.app_open(metadata.clone()))? {
+                return Ok(Stream::new(id, metadata[..].into(), self.shared.clone()));
+            }
+            let listener = self.shared.open_event.listen();
+            if let Some(id) = self.shared.with(|s| s.app_open(metadata.clone()))? {
+                return Ok(Stream::new(id, metadata[..].into(), self.shared.clone()));
+            }
+            listener.await;
+        }
+    }
+
+    /// Opens a stream like [`Mux::open`], but fails at once with
+    /// [`io::ErrorKind::WouldBlock`] where `open` would wait (the peer's stream credits are
+    /// used up, or `max_streams` streams are open).
+    pub fn try_open(&self, metadata: &[u8]) -> io::Result<Stream> {
+        let id = self.shared.with(|s| {
+            s.app_open(Bytes::copy_from_slice(metadata))?
+                .ok_or_else(|| s.open_blocked_error())
+        })?;
         Ok(Stream::new(id, metadata.into(), self.shared.clone()))
     }
 

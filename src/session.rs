@@ -41,8 +41,10 @@ use crate::send_buffer::{ChunkPool, SendBuffer};
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
+mod admission;
 mod lifecycle;
 
+use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
 
@@ -89,6 +91,9 @@ const MAX_HOLD_FACTOR: u32 = 10;
 
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
+
+/// How the reason of every refusal starts, on the wire and in the opener's errors.
+const REFUSED: &str = "stream refused";
 
 /// Why a stream is reset when its unread data would pass `session_receive_buffer`.
 const RECEIVE_BUDGET_EXCEEDED: &str =
@@ -353,6 +358,10 @@ pub(crate) struct Session {
     aborted_at_close: usize,
     /// Counts the application's reads (see `StreamState::last_read`).
     read_tick: u64,
+    /// Streams we opened and may open (see [`admission`]).
+    ours: StreamCredits,
+    /// Streams the peer opened and may open.
+    theirs: StreamCredits,
     writer_waker: Option<Waker>,
     reader_waker: Option<Waker>,
     timer_waker: Option<Waker>,
@@ -361,6 +370,9 @@ pub(crate) struct Session {
     pub(crate) notify_accept: bool,
     /// The write half closed or the session ended: `Mux::close` callers must look.
     pub(crate) notify_state: bool,
+    /// Stream credits came, a slot freed or the session began to end: `Mux::open` callers
+    /// waiting for room must look.
+    pub(crate) notify_open: bool,
 }
 
 impl Session {
@@ -408,12 +420,15 @@ impl Session {
             mux_dropped: false,
             aborted_at_close: 0,
             read_tick: 0,
+            ours: StreamCredits::default(),
+            theirs: StreamCredits::default(),
             writer_waker: None,
             reader_waker: None,
             timer_waker: None,
             wake: Vec::new(),
             notify_accept: false,
             notify_state: false,
+            notify_open: false,
         };
         if let Some(err) = invalid {
             session.fail(err.kind(), err.to_string());
@@ -454,13 +469,15 @@ impl Session {
             }
             Command::Ping => {
                 let info = PingInfo::decode(&body)?;
-                if !self.peer_pinged {
-                    self.peer_pinged = true;
-                    self.wake_writer(); // a close may have waited for this
-                }
                 if info.smolmux && !self.peer_is_smolmux {
                     tracing::debug!("peer speaks smolmux extensions");
                     self.peer_is_smolmux = true;
+                    self.owe_stop_sending_to_dropped_streams();
+                }
+                if !self.peer_pinged {
+                    self.peer_pinged = true;
+                    self.wake_writer(); // a close may have waited for this
+                    self.open_room_changed(); // how many streams we may open is known
                 }
                 if !self.liveness.pong_owed {
                     self.liveness.pong_owed = true;
@@ -473,11 +490,19 @@ impl Session {
                 Ok(())
             }
             Command::Nop => match Signal::decode(&body) {
-                Some(Signal::StopSending) if id != 0 || self.streams.contains_key(&0) => {
+                Some(Signal::StopSending) => {
                     self.on_stop_sending(id);
                     Ok(())
                 }
-                Some(signal) => self.on_session_signal(signal),
+                Some(Signal::MoreStreams(count)) => {
+                    self.on_more_streams(count);
+                    Ok(())
+                }
+                Some(Signal::GoAway) => {
+                    self.on_goaway();
+                    Ok(())
+                }
+                Some(Signal::Bye) => self.on_bye(),
                 None => Ok(()),
             },
         }?;
@@ -491,6 +516,7 @@ impl Session {
         if self.streams.contains_key(&id) {
             return Err(ProtocolError(format!("duplicate SYN for open stream {id}")));
         }
+        self.count_peer_open();
         let refuse = if !self.is_open() {
             Some("stream refused: session closing")
         } else if self.streams.len() >= self.config.max_streams {
@@ -942,6 +968,9 @@ impl Session {
             self.wake_reader_if_room();
             return true;
         }
+        if self.encode_stream_grant(out) {
+            return true;
+        }
         while let Some(id) = self.grant_queue.pop_front() {
             let limit = self.window_limit(id);
             let Some(stream) = self.streams.get_mut(&id) else {
@@ -1128,7 +1157,8 @@ impl Session {
     // ----- operations of the application -----
 
     /// Opens a stream: its SYN (with `metadata`) goes out at once, and data may follow it.
-    pub(crate) fn app_open(&mut self, metadata: Bytes) -> io::Result<u32> {
+    /// `Ok(None)`: no stream credit or no free slot now; the caller waits for `notify_open`.
+    pub(crate) fn app_open(&mut self, metadata: Bytes) -> io::Result<Option<u32>> {
         self.check_alive()?;
         if metadata.len() > MAX_BODY {
             return Err(io::Error::new(
@@ -1142,12 +1172,10 @@ impl Session {
         if !self.is_open() {
             return Err(self.draining_error());
         }
-        if self.streams.len() >= self.config.max_streams {
-            return Err(io::Error::other(format!(
-                "too many open streams (max_streams = {})",
-                self.config.max_streams
-            )));
+        if !self.may_open() {
+            return Ok(None);
         }
+        self.ours.opened += 1;
         let id = loop {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(self.id_step);
@@ -1165,7 +1193,22 @@ impl Session {
             )),
         );
         self.schedule_data(id);
-        Ok(id)
+        Ok(Some(id))
+    }
+
+    /// Why [`Session::app_open`] cannot open a stream now (for `Mux::try_open`).
+    pub(crate) fn open_blocked_error(&self) -> io::Error {
+        let message = if self.streams.len() >= self.config.max_streams {
+            format!(
+                "too many open streams (max_streams = {}): open() waits for one to close",
+                self.config.max_streams
+            )
+        } else {
+            "the peer accepts no more streams for now (its stream credits are used up): \
+             open() waits until it accepts some"
+                .to_owned()
+        };
+        io::Error::new(io::ErrorKind::WouldBlock, message)
     }
 
     /// Takes the oldest stream waiting to be accepted.
@@ -1177,6 +1220,7 @@ impl Session {
         }
         if let Some(accepted) = self.accept_queue.pop_front() {
             self.early_resets = self.early_resets.saturating_sub(1);
+            self.consider_stream_grant();
             return Some(Ok(accepted));
         }
         if let Err(err) = self.check_alive() {
@@ -1243,14 +1287,16 @@ impl Session {
         waker: &Waker,
     ) -> Option<io::Result<usize>> {
         let send_limit = self.stream_send_limit();
-        if let Err(err) = self.check_alive() {
-            return Some(Err(err));
-        }
+        let session_error = self.end().map(SessionEnd::error);
         let stream = match self.streams.get_mut(&id) {
             Some(stream) => stream,
             None => return Some(Err(stream_gone())),
         };
+        // The stream's own end, if it has one, says more than the session's.
         if let Err(err) = writable(stream) {
+            return Some(Err(err));
+        }
+        if let Some(err) = session_error {
             return Some(Err(err));
         }
         let room = send_limit.saturating_sub(stream.send_buf.len());
@@ -1396,6 +1442,23 @@ impl Session {
         self.progress();
     }
 
+    /// The peer turned out to speak smolmux: the streams dropped before we knew, while its
+    /// direction is open, still owe it a STOP_SENDING.
+    fn owe_stop_sending_to_dropped_streams(&mut self) {
+        let owed: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, stream)| stream.handle_dropped && matches!(stream.recv, RecvState::Open))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in owed {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.stop_owed = true;
+            }
+            self.schedule_data(id);
+        }
+    }
+
     /// Ends our direction of stream `id` after its queued bytes, if it is still open.
     fn queue_fin(&mut self, id: u32) {
         if let Some(stream) = self.streams.get_mut(&id) {
@@ -1415,6 +1478,7 @@ impl Session {
             self.send_buffered -= stream.send_buf.len();
             self.recv_buffered -= stream.discard_received();
             tracing::debug!(id, "stream closed");
+            self.open_room_changed();
             self.progress();
         }
     }
@@ -1435,11 +1499,16 @@ fn stream_gone() -> io::Error {
     io::Error::other("stream no longer exists in the session")
 }
 
+/// The error of an operation on a reset stream. A refusal (an abort whose reason starts with
+/// [`REFUSED`], as smolmux's refusals do) is `ConnectionRefused`, so that "try again later" can
+/// be told from an application's abort without reading the message.
 fn reset_error(reason: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionReset,
-        format!("stream aborted: {reason}"),
-    )
+    let kind = if reason.starts_with(REFUSED) {
+        io::ErrorKind::ConnectionRefused
+    } else {
+        io::ErrorKind::ConnectionReset
+    };
+    io::Error::new(kind, format!("stream aborted: {reason}"))
 }
 
 fn writable(stream: &StreamState) -> io::Result<()> {

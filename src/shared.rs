@@ -11,6 +11,8 @@ pub(crate) struct Shared {
     pub(crate) accept_event: Event,
     /// Notified when the write half closes or the session ends.
     pub(crate) state_event: Event,
+    /// Notified when a stream may be opened, or the session begins to end.
+    pub(crate) open_event: Event,
 }
 
 impl Shared {
@@ -19,6 +21,7 @@ impl Shared {
             session: Mutex::new(session),
             accept_event: Event::new(),
             state_event: Event::new(),
+            open_event: Event::new(),
         }
     }
 
@@ -30,6 +33,7 @@ impl Shared {
         let wakers = session.take_wakers();
         let notify_accept = std::mem::take(&mut session.notify_accept);
         let notify_state = std::mem::take(&mut session.notify_state);
+        let notify_open = std::mem::take(&mut session.notify_open);
         drop(session);
         for waker in wakers {
             waker.wake();
@@ -39,6 +43,9 @@ impl Shared {
         }
         if notify_state {
             self.state_event.notify(usize::MAX);
+        }
+        if notify_open {
+            self.open_event.notify(usize::MAX);
         }
         result
     }

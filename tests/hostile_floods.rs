@@ -107,7 +107,7 @@ impl FrameReader {
     async fn next_non_liveness(&mut self) -> Frame {
         loop {
             let frame = self.next().await.expect("the mux closed the connection");
-            if !matches!(frame.command, Command::Ping | Command::Pong) {
+            if !frame.is_liveness() {
                 return frame;
             }
         }
@@ -152,7 +152,9 @@ async fn wait_pong(mock: &mut MockPeer) -> Vec<Frame> {
         let frame = mock.next_frame().await;
         match frame.command {
             Command::Pong => return others,
-            Command::Ping => {} // a start-up PING; with no ping interval it needs no answer
+            // A start-up PING (with no ping interval it needs no answer), or stream credits as
+            // the table frees up.
+            _ if frame.is_liveness() => {}
             _ => others.push(frame),
         }
     }

@@ -906,7 +906,7 @@ fn accept_backlog_overflow_is_refused_with_fin_and_session_goes_on() {
 }
 
 #[test]
-fn max_streams_overflow_is_refused_with_fin_and_open_fails() {
+fn max_streams_overflow_is_refused_with_fin_and_open_waits_for_a_free_slot() {
     run(async {
         let config = Config {
             max_streams: 4,
@@ -923,9 +923,11 @@ fn max_streams_overflow_is_refused_with_fin_and_open_fails() {
         }
         assert!(mux.is_alive());
         assert_eq!(mux.stats().open_streams, 4);
-        assert_err(mux.open(b"").await, ErrorKind::Other, "max_streams");
+        assert_err(mux.try_open(b""), ErrorKind::WouldBlock, "max_streams");
+        let mut waiting = Box::pin(mux.open(b"new"));
+        assert_pending(&mut waiting, "open past max_streams").await;
 
-        // Close stream 1 in both directions: room for one more.
+        // Close stream 1 in both directions: room for one more, which the waiting open takes.
         let first = mux.accept().await.unwrap();
         assert_eq!(first.id(), 1);
         drop(first);
@@ -937,8 +939,7 @@ fn max_streams_overflow_is_refused_with_fin_and_open_fails() {
         );
         mock.expect(Command::Fin, 1).await;
         mock.send(&fin(1)).await;
-        eventually("stream 1 left the table", || mux.stats().open_streams == 3).await;
-        let opened = mux.open(b"new").await.unwrap();
+        let opened = waiting.await.unwrap();
         let syn_frame = mock.expect(Command::Syn, opened.id()).await;
         assert_eq!(syn_frame.body, b"new");
 
@@ -965,13 +966,13 @@ fn refused_opens_fail_with_the_reason_and_free_their_slots() {
             let mut buf = Vec::new();
             assert_err(
                 stream.read_to_end(&mut buf).await.map(drop),
-                ErrorKind::ConnectionReset,
+                ErrorKind::ConnectionRefused,
                 "accept backlog full",
             );
             // Writes fail too, instead of waiting for credits that never come.
             assert_err(
                 stream.write_all(&[0; 1 << 20]).await,
-                ErrorKind::ConnectionReset,
+                ErrorKind::ConnectionRefused,
                 "accept backlog full",
             );
         }

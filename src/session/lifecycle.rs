@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{RecvState, Session};
-use crate::frame::{ProtocolError, Signal};
+use crate::frame::ProtocolError;
 
 /// Where the session is in its life (see the module documentation).
 #[derive(Debug)]
@@ -174,6 +174,7 @@ impl Session {
         self.wake.extend(self.timer_waker.take());
         self.notify_accept = true;
         self.notify_state = true;
+        self.notify_open = true;
     }
 
     /// No new streams either way from now on. `local`: we are closing, not only the peer.
@@ -185,8 +186,10 @@ impl Session {
                     local,
                     deadline: None,
                 });
-                // Acceptors waiting for a stream that will not come must look.
+                // Acceptors waiting for a stream that will not come, and openers waiting for
+                // room that will not come, must look.
                 self.notify_accept = true;
+                self.notify_open = true;
             }
             Phase::Draining(drain) => drain.local |= local,
             _ => {}
@@ -254,41 +257,35 @@ impl Session {
         }
     }
 
-    /// A smolmux signal on stream 0 (GOAWAY, BYE).
-    pub(super) fn on_session_signal(&mut self, signal: Signal) -> Result<(), ProtocolError> {
-        match signal {
-            Signal::GoAway => {
-                if !self.farewell.goaway_received {
-                    tracing::debug!("GOAWAY received");
-                    self.farewell.goaway_received = true;
-                    self.begin_drain(false);
-                }
-            }
-            Signal::Bye => {
-                if !self.farewell.goaway_received {
-                    return Err(ProtocolError("BYE before GOAWAY".into()));
-                }
-                if self.farewell.bye_received {
-                    return Ok(());
-                }
-                tracing::debug!("BYE received");
-                self.farewell.bye_received = true;
-                // The peer sends nothing more: no PONG will answer our PING, and what it has
-                // not finished it never will.
-                self.liveness.ping_sent_at = None;
-                let unfinished: Vec<u32> = self
-                    .streams
-                    .iter()
-                    .filter(|(_, stream)| matches!(stream.recv, RecvState::Open))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in unfinished {
-                    self.reset_stream(id, None, "the peer ended the session");
-                }
-                self.wake_writer();
-            }
-            Signal::StopSending => {} // on stream 0: no such stream
+    /// The peer's GOAWAY: it opens no more streams and accepts none of ours.
+    pub(super) fn on_goaway(&mut self) {
+        if !self.farewell.goaway_received {
+            tracing::debug!("GOAWAY received");
+            self.farewell.goaway_received = true;
+            self.begin_drain(false);
         }
+    }
+
+    /// The peer's BYE: its last frame.
+    pub(super) fn on_bye(&mut self) -> Result<(), ProtocolError> {
+        if !self.farewell.goaway_received {
+            return Err(ProtocolError("BYE before GOAWAY".into()));
+        }
+        tracing::debug!("BYE received");
+        self.farewell.bye_received = true;
+        // The peer sends nothing more: no PONG will answer our PING, and what it has not
+        // finished it never will.
+        self.liveness.ping_sent_at = None;
+        let unfinished: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, stream)| matches!(stream.recv, RecvState::Open))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unfinished {
+            self.reset_stream(id, None, "the peer ended the session");
+        }
+        self.wake_writer();
         Ok(())
     }
 

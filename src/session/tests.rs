@@ -50,7 +50,16 @@ impl Harness {
         }
         .encode_frame(&mut ping);
         h.recv_raw(&ping).unwrap();
-        assert_eq!(h.transmit(), vec![(Command::Pong, 0, Bytes::new())]);
+        let frames = h.transmit();
+        assert_eq!(frames[0], (Command::Pong, 0, Bytes::new()));
+        // A smolmux peer gets stream credits beyond the initial ones, as the backlog allows.
+        let rest = &frames[1..];
+        assert!(
+            rest.iter()
+                .all(|f| matches!(Signal::decode(&f.2), Some(Signal::MoreStreams(_)))),
+            "{frames:?}"
+        );
+        assert!(rest.len() <= usize::from(smolmux), "{frames:?}");
         h
     }
 
@@ -109,6 +118,14 @@ impl Harness {
         })
     }
 
+    /// Opens a stream with no metadata; it must not have to wait.
+    fn open(&mut self) -> u32 {
+        self.s
+            .app_open(Bytes::new())
+            .unwrap()
+            .expect("open would wait")
+    }
+
     fn accept(&mut self) -> (u32, Box<[u8]>) {
         self.s.app_accept().expect("nothing to accept").unwrap()
     }
@@ -130,7 +147,7 @@ fn signals(frames: &[(Command, u32, Bytes)]) -> Vec<Signal> {
 #[test]
 fn open_sends_syn_with_metadata_then_data_without_waiting() {
     let mut h = Harness::new(Config::default());
-    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap();
+    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap().unwrap();
     h.write(id, b"hello");
     let frames = h.transmit();
     assert_eq!(
@@ -149,7 +166,7 @@ fn sender_never_exceeds_granted_credits() {
         ..Config::default()
     };
     let mut h = Harness::new(config);
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, &[1; 10_000]);
     let frames = h.transmit();
     assert_eq!(frames.iter().filter(|f| f.0 == Command::Psh).count(), 10);
@@ -166,7 +183,7 @@ fn writes_block_once_the_send_buffer_is_full() {
         ..Config::default()
     };
     let mut h = Harness::new(config);
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     assert_eq!(h.write(id, &[0; 1500]), 1000);
     assert!(h.s.app_write(id, b"x", &noop()).is_none());
     assert!(h.s.stats().send_buffered_bytes <= 1000);
@@ -176,9 +193,7 @@ fn writes_block_once_the_send_buffer_is_full() {
 fn once_the_streams_together_buffer_four_send_buffers_each_buffers_one_frame() {
     let mut h = Harness::new(Config::default());
     let full = Config::default().stream_send_buffer;
-    let ids: Vec<u32> = (0..6)
-        .map(|_| h.s.app_open(Bytes::new()).unwrap())
-        .collect();
+    let ids: Vec<u32> = (0..6).map(|_| h.open()).collect();
     for &id in &ids[..CROWDED_SEND_BUFFERS] {
         assert_eq!(h.write(id, &vec![0; 2 * full]), full, "not crowded yet");
     }
@@ -212,8 +227,8 @@ fn streams_take_turns_frame_by_frame() {
         ..Config::default()
     };
     let mut h = Harness::new(config);
-    let bulk = h.s.app_open(Bytes::new()).unwrap();
-    let small = h.s.app_open(Bytes::new()).unwrap();
+    let bulk = h.open();
+    let small = h.open();
     h.write(bulk, &[0; 100]);
     h.write(small, &[1; 20]);
     let order: Vec<u32> = h
@@ -233,7 +248,7 @@ fn control_frames_jump_the_data_queue() {
         ..Config::default()
     };
     let mut h = Harness::new(config);
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, &[0; 100]);
     h.recv(Command::Ping, 0, br#"{"next_ping_in_ms":5}"#)
         .unwrap();
@@ -323,7 +338,7 @@ fn a_session_that_sent_no_data_for_a_ping_interval_frees_its_spent_chunks() {
     };
     let mut h = Harness::new(config);
     answer_startup_pings(&mut h, &[1, 1, 1, 1]);
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.more(id, 100);
     h.write(id, &[7; 200_000]);
     h.transmit();
@@ -409,7 +424,11 @@ fn syn_past_the_accept_backlog_or_max_streams_is_refused_with_fin() {
     );
     h.accept();
     h.recv(Command::Syn, 4, b"").unwrap();
-    h.s.app_open(Bytes::new()).unwrap_err(); // three open: max_streams
+    assert_eq!(
+        h.s.app_open(Bytes::new()).unwrap(),
+        None,
+        "three open: max_streams"
+    );
     h.recv(Command::Syn, 5, b"").unwrap();
     assert_eq!(
         h.transmit(),
@@ -421,15 +440,20 @@ fn syn_past_the_accept_backlog_or_max_streams_is_refused_with_fin() {
 #[test]
 fn a_refused_stream_fails_its_reads_and_writes_and_frees_its_slot() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, b"never delivered");
     h.transmit();
     h.recv(Command::Fin, id, b"stream refused: accept backlog full")
         .unwrap();
     let err = h.read(id, 10).unwrap().unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::ConnectionRefused,
+        "refused, not aborted"
+    );
     assert!(err.to_string().contains("accept backlog full"), "{err}");
     let err = h.s.app_write(id, b"more", &noop()).unwrap().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     h.s.app_drop(id, h.now);
     assert_eq!(h.s.stats().open_streams, 0, "the slot is free again");
 }
@@ -437,7 +461,7 @@ fn a_refused_stream_fails_its_reads_and_writes_and_frees_its_slot() {
 #[test]
 fn credit_overflow_saturates() {
     let mut h = Harness::new(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     for _ in 0..70_000 {
         h.more(id, u16::MAX);
     }
@@ -709,7 +733,7 @@ fn fin_from_a_picomux_peer_ends_both_directions() {
 #[test]
 fn abort_sends_fin_with_reason_and_fails_both_sides() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, b"never sent");
     h.s.app_abort(id, "bye");
     assert_eq!(
@@ -739,7 +763,7 @@ fn abort_sends_fin_with_reason_and_fails_both_sides() {
 #[test]
 fn dropping_a_stream_sends_fin_after_its_data_and_discards_later_input() {
     let mut h = Harness::smolmux_peer(ten_frame_window());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, b"last words");
     h.s.app_drop(id, h.now);
     let frames = h.transmit();
@@ -784,8 +808,8 @@ fn session_end_fails_operations_but_buffered_data_is_still_readable() {
 #[test]
 fn graceful_close_with_a_smolmux_peer_ends_after_goaway_fins_and_bye_both_ways() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let a = h.s.app_open(Bytes::new()).unwrap();
-    let b = h.s.app_open(Bytes::new()).unwrap();
+    let a = h.open();
+    let b = h.open();
     h.write(a, b"queued");
     h.s.app_close_session(h.now);
     let frames = h.transmit();
@@ -819,7 +843,7 @@ fn graceful_close_with_a_smolmux_peer_ends_after_goaway_fins_and_bye_both_ways()
 #[test]
 fn graceful_close_with_a_picomux_peer_closes_the_write_half_once_the_fins_are_out() {
     let mut h = Harness::picomux_peer(Config::default());
-    let a = h.s.app_open(Bytes::new()).unwrap();
+    let a = h.open();
     h.write(a, b"queued");
     h.s.app_close_session(h.now);
     assert!(!h.s.should_close_write());
@@ -897,7 +921,7 @@ fn resets_balanced_by_accepted_streams_are_tolerated() {
 #[test]
 fn queued_bytes_are_split_evenly_over_the_fewest_frames() {
     let mut h = Harness::new(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, &[1; 65_536]);
     let sizes: Vec<usize> = h
         .transmit()
@@ -911,7 +935,7 @@ fn queued_bytes_are_split_evenly_over_the_fewest_frames() {
 #[test]
 fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, b"last bytes");
     h.s.app_close_session(h.now);
     h.s.on_eof();
@@ -988,7 +1012,7 @@ fn the_tail_of_a_bulk_burst_is_not_taken_for_a_message() {
 #[test]
 fn a_stream_s_own_small_writes_do_not_shrink_its_frames() {
     let mut h = Harness::new(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.more(id, 100);
     h.write(id, &[1; 100]);
     assert_eq!(psh_sizes(&mut h, id), vec![100]);
@@ -1010,10 +1034,7 @@ impl std::task::Wake for Flag {
 fn bulk_and_chat() -> (Harness, u32, u32) {
     let mut h = Harness::new(Config::default());
     answer_startup_pings(&mut h, &[1, 1, 1, 1]);
-    let (bulk, chat) = (
-        h.s.app_open(Bytes::new()).unwrap(),
-        h.s.app_open(Bytes::new()).unwrap(),
-    );
+    let (bulk, chat) = (h.open(), h.open());
     h.more(bulk, 10_000);
     h.more(chat, 10_000);
     h.transmit(); // the SYNs
@@ -1067,7 +1088,7 @@ fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
 #[test]
 fn a_flush_waiting_for_the_syn_is_woken_when_it_goes() {
     let mut h = Harness::new(Config::default());
-    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap();
+    let id = h.s.app_open(Bytes::from_static(b"meta")).unwrap().unwrap();
     let flushed = Arc::new(Flag::default());
     assert!(h.s.app_flush(id, &Waker::from(flushed.clone())).is_none());
     h.transmit();

@@ -10,7 +10,7 @@ use futures_lite::future::FutureExt as _;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::{Task, Timer};
-use smolmux::frame::{encode_frame, Command, Header, PingInfo, HEADER_LEN, VERSION};
+use smolmux::frame::{encode_frame, Command, Header, PingInfo, Signal, HEADER_LEN, VERSION};
 use smolmux::{Config, Driver, Mux};
 
 use super::{spawn, tcp_pair};
@@ -24,6 +24,15 @@ pub struct Frame {
     pub command: Command,
     pub stream_id: u32,
     pub body: Vec<u8>,
+}
+
+impl Frame {
+    /// PING, PONG, or a STREAMS grant: session upkeep that tests of stream frames skip.
+    pub fn is_liveness(&self) -> bool {
+        matches!(self.command, Command::Ping | Command::Pong)
+            || (self.command == Command::Nop
+                && matches!(Signal::decode(&self.body), Some(Signal::MoreStreams(_))))
+    }
 }
 
 // ----- frame builders -----
@@ -202,7 +211,8 @@ impl MockPeer {
         }
     }
 
-    /// The next frame that is not PING or PONG (PINGs are answered if `answer_pings`).
+    /// The next frame that is not PING, PONG or a STREAMS grant (PINGs are answered if
+    /// `answer_pings`).
     pub async fn next_non_liveness(&mut self) -> Frame {
         loop {
             let frame = self.next_frame().await;
@@ -213,7 +223,7 @@ impl MockPeer {
                         self.send(&pong()).await;
                     }
                 }
-                Command::Pong => {}
+                _ if frame.is_liveness() => {}
                 _ => return frame,
             }
         }
@@ -256,7 +266,7 @@ impl MockPeer {
         loop {
             match self.try_next_frame(FRAME_TIMEOUT).await {
                 Ok(None) => return,
-                Ok(Some(frame)) if matches!(frame.command, Command::Ping | Command::Pong) => {}
+                Ok(Some(frame)) if frame.is_liveness() => {}
                 Ok(Some(frame)) => panic!("expected EOF, got {frame:?}"),
                 // A reset after the mux dropped its socket is as good as EOF here.
                 Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return,

@@ -6,7 +6,7 @@ use super::*;
 
 /// A stream we opened on a smolmux peer, its SYN already sent.
 fn opened(h: &mut Harness) -> u32 {
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     assert_eq!(commands(&h.transmit()), vec![Command::Syn]);
     id
 }
@@ -131,7 +131,7 @@ fn a_picomux_fin_with_nothing_queued_lets_close_succeed() {
 #[test]
 fn dropping_a_stream_tells_a_smolmux_peer_to_stop_sending_before_its_data() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.write(id, b"last");
     h.s.app_drop(id, h.now);
     let frames = h.transmit();
@@ -151,7 +151,7 @@ fn dropping_a_stream_tells_a_smolmux_peer_to_stop_sending_before_its_data() {
 #[test]
 fn dropping_a_stream_before_its_syn_went_sends_no_more_ahead_of_the_syn() {
     let mut h = Harness::picomux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.s.app_drop(id, h.now);
     assert_eq!(commands(&h.transmit()), vec![Command::Syn, Command::Fin]);
 }
@@ -163,6 +163,29 @@ fn dropping_a_stream_after_the_peers_fin_sends_no_stop_sending() {
     h.recv(Command::Fin, id, b"").unwrap();
     h.s.app_drop(id, h.now);
     assert_eq!(h.transmit(), vec![(Command::Fin, id, Bytes::new())]);
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn a_stream_dropped_before_the_peers_first_ping_still_tells_a_smolmux_peer_to_stop() {
+    let mut h = Harness::new(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.s.app_drop(1, h.now);
+    assert_eq!(commands(&h.transmit()), vec![Command::Fin], "not known yet");
+    let mut ping = BytesMut::new();
+    PingInfo {
+        next_ping_in_ms: 1000,
+        smolmux: true,
+    }
+    .encode_frame(&mut ping);
+    h.recv_raw(&ping).unwrap();
+    let frames = h.transmit();
+    assert!(
+        frames.contains(&(Command::Nop, 1, Bytes::from_static(&[1]))),
+        "{frames:?}"
+    );
+    h.recv(Command::Fin, 1, b"").unwrap();
     assert_eq!(h.s.stats().open_streams, 0);
 }
 
@@ -265,7 +288,7 @@ fn a_peers_goaway_stops_opens_and_accepts_is_answered_and_streams_go_on() {
 #[test]
 fn our_goaway_follows_the_syns_of_the_streams_opened_before_the_close() {
     let mut h = Harness::smolmux_peer(Config::default());
-    let id = h.s.app_open(Bytes::new()).unwrap();
+    let id = h.open();
     h.s.app_close_session(h.now);
     let frames = h.transmit();
     assert_eq!(
@@ -454,4 +477,94 @@ fn durations_too_long_for_the_clock_mean_never() {
     h.now += Duration::from_secs(1 << 40);
     h.s.on_timeout(h.now);
     assert!(h.s.end().is_none());
+}
+
+// ----- stream credits -----
+
+#[test]
+fn opens_past_the_initial_stream_credits_wait_for_a_smolmux_peers_grant() {
+    let mut h = Harness::new(Config::default());
+    let mut ping = BytesMut::new();
+    PingInfo {
+        next_ping_in_ms: 1000,
+        smolmux: true,
+    }
+    .encode_frame(&mut ping);
+    h.recv_raw(&ping).unwrap();
+    for _ in 0..admission::INITIAL_STREAM_CREDITS {
+        h.open();
+    }
+    assert_eq!(h.s.app_open(Bytes::new()).unwrap(), None, "credits used up");
+    let err = h.s.open_blocked_error();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    assert!(err.to_string().contains("stream credits"), "{err}");
+    h.recv(Command::Nop, 0, &[4, 2, 0, 0, 0]).unwrap(); // STREAMS 2
+    assert!(
+        std::mem::take(&mut h.s.notify_open),
+        "waiting opens are woken"
+    );
+    h.open();
+    h.open();
+    assert_eq!(h.s.app_open(Bytes::new()).unwrap(), None);
+}
+
+#[test]
+fn opens_towards_a_picomux_peer_wait_only_for_max_streams() {
+    let config = Config {
+        max_streams: 150,
+        ..Config::default()
+    };
+    let mut h = Harness::picomux_peer(config);
+    let ids: Vec<u32> = (0..150).map(|_| h.open()).collect();
+    assert_eq!(h.s.app_open(Bytes::new()).unwrap(), None, "max_streams");
+    assert!(h.s.open_blocked_error().to_string().contains("max_streams"));
+    h.transmit();
+    h.recv(Command::Fin, ids[0], b"").unwrap();
+    h.s.app_drop(ids[0], h.now);
+    assert!(
+        std::mem::take(&mut h.s.notify_open),
+        "a freed slot wakes waiting opens"
+    );
+    h.open();
+}
+
+#[test]
+fn accepting_streams_grants_the_peer_more_in_batches_within_the_backlog() {
+    let config = Config {
+        accept_backlog: 8,
+        ..Config::default()
+    };
+    let mut h = Harness::smolmux_peer(config);
+    // The backlog (8) is below the initial credits (100): nothing to grant yet.
+    for id in 1..=100 {
+        h.recv(Command::Syn, id, b"").unwrap();
+    }
+    h.transmit(); // 92 refusals: a peer may open 100 at first, the backlog takes 8
+    let mut granted = 0;
+    for _ in 0..8 {
+        h.accept();
+        for (command, id, body) in h.transmit() {
+            assert_eq!((command, id), (Command::Nop, 0));
+            let Some(Signal::MoreStreams(count)) = Signal::decode(&body) else {
+                panic!("not a STREAMS grant: {body:?}");
+            };
+            granted += count;
+        }
+    }
+    // Never more than the backlog has room for (8); grants wait to be worth a frame (a quarter
+    // of the backlog) unless the peer has no credit left, so the last one is still owed.
+    assert_eq!(granted, 7);
+}
+
+#[test]
+fn a_refusal_fails_the_openers_operations_with_connection_refused() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = opened(&mut h);
+    h.recv(Command::Fin, id, b"stream refused: session closing")
+        .unwrap();
+    assert_eq!(write_err(&mut h, id).kind(), ErrorKind::ConnectionRefused);
+    h.recv(Command::Syn, 9, b"").unwrap();
+    h.accept();
+    h.recv(Command::Fin, 9, b"cancelled by the app").unwrap();
+    assert_eq!(write_err(&mut h, 9).kind(), ErrorKind::ConnectionReset);
 }
