@@ -191,7 +191,7 @@ async fn wait_for_end(shared: &Shared) {
 }
 
 fn io_failure(shared: &Shared, what: &str, err: io::Error) {
-    shared.with(|s| s.fail(err.kind(), format!("connection {what} failed: {err}")));
+    shared.with(|s| s.on_io_error(err.kind(), format!("connection {what} failed: {err}")));
 }
 
 /// What handing the frames already read to the session did.

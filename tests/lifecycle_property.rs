@@ -1400,10 +1400,9 @@ fn close_timeout_aborts_what_the_peer_leaves_open() {
     bounded(&ex, a_driver)
         .expect("A's driver hung")
         .expect("A's driver");
-    // A stopped waiting for B and went away, so B may fail to write its last frame (its BYE):
-    // whether that should count as an orderly end is left open here.
-    let b_result = bounded(&ex, b_driver).expect("B's driver hung");
-    if let Err(err) = b_result {
-        assert_eq!(err.kind(), ErrorKind::BrokenPipe, "B's driver: {err}");
-    }
+    // A stopped waiting for B and went away after its BYE, so B may fail to write its own:
+    // after the peer's BYE that is still an orderly end.
+    bounded(&ex, b_driver)
+        .expect("B's driver hung")
+        .expect("B's driver");
 }

@@ -87,6 +87,51 @@ fn thousand_concurrent_streams_echo_distinct_patterns() {
     });
 }
 
+/// At the default settings, with the acceptor's backlog (256) far below the burst: stream
+/// credits make the opens wait for the acceptor instead of being refused, and its backlog never
+/// holds more than `accept_backlog`.
+#[test]
+fn a_burst_of_a_thousand_opens_at_the_defaults_waits_for_credits_and_none_is_refused() {
+    const STREAMS: usize = 1000;
+    run(async {
+        let pair = default_pair().await;
+        let b = pair.b.clone();
+        // A slow acceptor: it yields between accepts, so the burst outruns it.
+        let server = spawn(async move {
+            let mut most_pending = 0;
+            while let Ok(stream) = b.accept().await {
+                most_pending = most_pending.max(b.stats().pending_accept);
+                spawn(echo(stream)).detach();
+                sleep(Duration::from_micros(100)).await;
+            }
+            most_pending
+        });
+        let clients: Vec<_> = (0..STREAMS)
+            .map(|i| {
+                let a = pair.a.clone();
+                spawn(async move {
+                    let data = pattern(7000 + i as u64, 100 + i);
+                    let mut stream = a.open(&(i as u32).to_le_bytes()).await?;
+                    let reply = round_trip(&mut stream, &data).await?;
+                    assert!(reply == data, "stream {i} echoed the wrong bytes");
+                    io::Result::Ok(())
+                })
+            })
+            .collect();
+        for (i, client) in clients.into_iter().enumerate() {
+            client
+                .await
+                .unwrap_or_else(|err| panic!("stream {i} failed: {err}"));
+        }
+        pair.a.close().await.unwrap();
+        let most_pending = server.await;
+        assert!(
+            most_pending <= Config::default().accept_backlog,
+            "{most_pending} streams waited to be accepted"
+        );
+    });
+}
+
 #[test]
 fn transfer_100_mb_verified() {
     const TOTAL: u64 = 100 << 20;

@@ -133,6 +133,18 @@ impl Session {
         self.finish(kind, message.into(), false, false);
     }
 
+    /// The connection failed. After the peer's BYE that is only its end of the connection
+    /// going away (it sent its last frame and may close at once, as it does when its close
+    /// deadline passes): the session ends as closed. Otherwise it ends with the error.
+    pub(crate) fn on_io_error(&mut self, kind: io::ErrorKind, message: String) {
+        if self.farewell.bye_received {
+            tracing::debug!(%message, "connection failed after the peer's BYE");
+            self.end_closed();
+        } else {
+            self.fail(kind, message);
+        }
+    }
+
     /// Ends the session in an orderly way (the driver resolves `Ok`); operations still pending
     /// get `kind` and `message`.
     pub(crate) fn end_cleanly(&mut self, kind: io::ErrorKind, message: &str) {
@@ -213,6 +225,8 @@ impl Session {
     /// queued bytes, and end once every stream is done (or `close_timeout` has passed).
     pub(crate) fn app_close_session(&mut self, now: Instant) {
         if self.end().is_some() {
+            // Streams left in the backlog by an orderly end are not wanted any more.
+            self.refuse_unaccepted();
             return;
         }
         self.begin_drain(true);
@@ -249,6 +263,14 @@ impl Session {
     /// Aborts the streams waiting to be accepted: the application will never see them.
     fn refuse_unaccepted(&mut self) {
         while let Some((id, _)) = self.accept_queue.pop_front() {
+            if self.end().is_some() {
+                // Nothing goes on the wire any more: just forget the stream.
+                if let Some(mut stream) = self.streams.remove(&id) {
+                    self.recv_buffered -= stream.discard_received();
+                    self.send_buffered -= stream.send_buf.len();
+                }
+                continue;
+            }
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.handle_dropped = true;
             }

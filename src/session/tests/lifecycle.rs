@@ -568,3 +568,36 @@ fn a_refusal_fails_the_openers_operations_with_connection_refused() {
     h.recv(Command::Fin, 9, b"cancelled by the app").unwrap();
     assert_eq!(write_err(&mut h, 9).kind(), ErrorKind::ConnectionReset);
 }
+
+#[test]
+fn a_connection_failure_after_the_peers_bye_is_an_orderly_end() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    goaway(&mut h);
+    bye(&mut h).unwrap();
+    h.s.on_io_error(ErrorKind::BrokenPipe, "connection write failed".into());
+    assert!(h.s.end().unwrap().is_clean());
+    assert!(matches!(h.s.close_outcome(), Some(Ok(()))));
+}
+
+#[test]
+fn a_connection_failure_before_any_bye_ends_the_session_with_the_error() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    goaway(&mut h);
+    h.s.on_io_error(ErrorKind::BrokenPipe, "connection write failed".into());
+    assert!(!h.s.end().unwrap().is_clean());
+}
+
+#[test]
+fn closing_after_an_orderly_end_forgets_the_streams_left_in_the_backlog() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.recv(Command::Psh, 1, b"unread").unwrap();
+    h.s.on_eof();
+    assert_eq!(
+        h.s.stats().pending_accept,
+        1,
+        "still handed out after an orderly end"
+    );
+    h.s.app_close_session(h.now);
+    assert_eq!(h.s.stats(), Stats::default());
+}
