@@ -23,7 +23,6 @@
 //! A stream leaves the table once its handle is gone, our side has sent its FIN, and the peer's
 //! side has finished or been reset.
 
-use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
@@ -187,7 +186,7 @@ struct StreamState {
     stop_owed: bool,
     /// The session's `read_tick` at the stream's latest read (or its creation): the stream
     /// read longest ago is reset first when the receive budget overflows.
-    last_read: u64,
+    last_read: u32,
     /// Our latest PSH on this stream left bytes queued: the PSH that empties the queue next is
     /// the tail of a burst, not a message.
     mid_burst: bool,
@@ -196,7 +195,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Box<Bytes>>, window: u32, last_read: u64) -> Self {
+    fn new(syn: Option<Box<Bytes>>, window: u32, last_read: u32) -> Self {
         StreamState {
             syn,
             send: SendState::Open,
@@ -356,8 +355,9 @@ pub(crate) struct Session {
     mux_dropped: bool,
     /// Streams aborted because `close_timeout` passed.
     aborted_at_close: usize,
-    /// Counts the application's reads (see `StreamState::last_read`).
-    read_tick: u64,
+    /// Counts the application's reads, wrapping (see `StreamState::last_read`): a u32 keeps
+    /// the stream state within its allocation size class.
+    read_tick: u32,
     /// Streams we opened and may open (see [`admission`]).
     ours: StreamCredits,
     /// Streams the peer opened and may open.
@@ -596,12 +596,16 @@ impl Session {
     /// than any budget; stopping to read the connection instead would stop the PINGs, PONGs and
     /// the streams that are read with them, and let the peer's ping timeout end the session.
     fn enforce_receive_budget(&mut self) {
+        let read_tick = self.read_tick;
         while self.recv_buffered > self.config.session_receive_buffer {
             let Some(victim) = self
                 .streams
                 .iter()
                 .filter(|(_, stream)| !stream.recv_queue.is_empty())
-                .min_by_key(|(_, stream)| (stream.last_read, Reverse(stream.unread_bytes())))
+                .max_by_key(|(_, stream)| {
+                    let unread_for = read_tick.wrapping_sub(stream.last_read);
+                    (unread_for, stream.unread_bytes())
+                })
                 .map(|(id, _)| *id)
             else {
                 return;
@@ -1271,7 +1275,7 @@ impl Session {
                 stream.recv_queue.pop_front();
             }
         }
-        self.read_tick += 1;
+        self.read_tick = self.read_tick.wrapping_add(1);
         stream.last_read = self.read_tick;
         self.recv_buffered -= copied;
         self.consider_grant(id);
