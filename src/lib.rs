@@ -119,4 +119,4 @@ pub use config::Config;
 pub use driver::Driver;
 pub use mux::Mux;
 pub use stats::Stats;
-pub use stream::Stream;
+pub use stream::{ReadHalf, Stream, WriteHalf};

@@ -141,6 +141,27 @@ enum SendEnd {
     Reset(ResetReason),
 }
 
+/// Which of the application's handles of a stream are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handles {
+    /// The `Stream`, or both of its halves, are held.
+    Held,
+    /// The read half is gone: received data is discarded and credited back at once.
+    ReaderDropped,
+    /// Every handle is gone.
+    Dropped,
+}
+
+impl Handles {
+    fn reader_dropped(self) -> bool {
+        self != Handles::Held
+    }
+
+    fn all_dropped(self) -> bool {
+        self == Handles::Dropped
+    }
+}
+
 /// The next frame a stream wants to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DataFrame {
@@ -180,8 +201,9 @@ struct StreamState {
     grant_scheduled: bool,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
     data_scheduled: bool,
-    /// The user's handle is gone: received data is discarded and credited back at once.
-    handle_dropped: bool,
+    /// Which of the user's handles are gone (one state, not two flags, to keep the stream
+    /// state within its 128-byte allocation class).
+    handles: Handles,
     /// A STOP_SENDING is to go (after the SYN): the handle is gone, the peer still sends.
     stop_owed: bool,
     /// The session's `read_tick` at the stream's latest read (or its creation): the stream
@@ -207,7 +229,7 @@ impl StreamState {
             window,
             grant_scheduled: false,
             data_scheduled: false,
-            handle_dropped: false,
+            handles: Handles::Held,
             stop_owed: false,
             last_read,
             mid_burst: false,
@@ -570,7 +592,7 @@ impl Session {
             RecvState::Reset(_) => return Ok(()),
             RecvState::Open => {}
         }
-        if stream.handle_dropped || body.is_empty() {
+        if stream.handles.reader_dropped() || body.is_empty() {
             // Nobody will read it: credit it back as if read, so the peer never stalls.
             self.consider_grant(id);
             return Ok(());
@@ -614,7 +636,7 @@ impl Session {
             if let Some(at) = self.accept_queue.iter().position(|(id, _)| *id == victim) {
                 self.accept_queue.remove(at);
                 if let Some(stream) = self.streams.get_mut(&victim) {
-                    stream.handle_dropped = true;
+                    stream.handles = Handles::Dropped;
                 }
             }
             self.reset_stream(
@@ -1428,22 +1450,44 @@ impl Session {
     /// The handle of stream `id` is gone: FIN follows its written bytes, a smolmux peer is told
     /// to stop sending, and data still arriving is discarded.
     pub(crate) fn app_drop(&mut self, id: u32, now: Instant) {
-        let peer_is_smolmux = self.peer_is_smolmux;
+        self.app_drop_reader(id);
+        self.app_drop_writer(id);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        stream.handle_dropped = true;
+        stream.handles = Handles::Dropped;
+        self.maybe_remove(id);
+        self.start_deadline_if_abandoned(now);
+        self.progress();
+    }
+
+    /// Nothing will read stream `id` any more: what it holds and what still arrives is
+    /// discarded, and a smolmux peer is told to stop sending.
+    pub(crate) fn app_drop_reader(&mut self, id: u32) {
+        let peer_is_smolmux = self.peer_is_smolmux;
+        let Some(stream) = self
+            .streams
+            .get_mut(&id)
+            .filter(|stream| !stream.handles.reader_dropped())
+        else {
+            return;
+        };
+        stream.handles = Handles::ReaderDropped;
         stream.read_waker = None;
-        stream.write_waker = None;
         // A picomux peer takes our FIN as the end of both directions; a smolmux peer needs
         // telling, or it would write on into a stream nobody reads.
         stream.stop_owed = peer_is_smolmux && matches!(stream.recv, RecvState::Open);
         self.recv_buffered -= stream.discard_received();
-        self.queue_fin(id);
+        self.schedule_data(id);
         self.wake_reader_if_room();
-        self.maybe_remove(id);
-        self.start_deadline_if_abandoned(now);
-        self.progress();
+    }
+
+    /// Nothing will write to stream `id` any more: FIN follows its written bytes.
+    pub(crate) fn app_drop_writer(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.write_waker = None;
+        }
+        self.queue_fin(id);
     }
 
     /// The peer turned out to speak smolmux: the streams dropped before we knew, while its
@@ -1452,7 +1496,9 @@ impl Session {
         let owed: Vec<u32> = self
             .streams
             .iter()
-            .filter(|(_, stream)| stream.handle_dropped && matches!(stream.recv, RecvState::Open))
+            .filter(|(_, stream)| {
+                stream.handles.reader_dropped() && matches!(stream.recv, RecvState::Open)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in owed {
@@ -1477,7 +1523,7 @@ impl Session {
         let Some(stream) = self.streams.get(&id) else {
             return;
         };
-        if stream.handle_dropped && stream.local_done() && stream.remote_done() {
+        if stream.handles.all_dropped() && stream.local_done() && stream.remote_done() {
             let mut stream = self.streams.remove(&id).expect("found above");
             self.send_buffered -= stream.send_buf.len();
             self.recv_buffered -= stream.discard_received();

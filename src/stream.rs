@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
+#[cfg(doc)]
+use futures_lite::AsyncWriteExt;
 
 use crate::shared::Shared;
 
@@ -63,29 +65,116 @@ use crate::shared::Shared;
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
 pub struct Stream {
+    handle: Handle,
+}
+
+/// What a stream's handles share: its id, its metadata and the session. Dropping it is the end
+/// of every handle of the stream.
+struct Handle {
     id: u32,
     /// A boxed slice, not `Bytes`: every handle carries it, and it is half the size.
     metadata: Box<[u8]>,
     shared: Arc<Shared>,
 }
 
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.with(|s| s.app_drop(self.id, Instant::now()));
+    }
+}
+
+impl Handle {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        ready(self.shared.with(|s| s.app_read(self.id, buf, cx.waker())))
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        ready(self.shared.with(|s| s.app_write(self.id, buf, cx.waker())))
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.shared.with(|s| s.app_flush(self.id, cx.waker())))
+    }
+
+    fn poll_close(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.shared.with(|s| s.app_close(self.id, cx.waker())))
+    }
+
+    fn abort(&self, reason: &str) {
+        self.shared.with(|s| s.app_abort(self.id, reason));
+    }
+}
+
 impl Stream {
     pub(crate) fn new(id: u32, metadata: Box<[u8]>, shared: Arc<Shared>) -> Self {
         Stream {
-            id,
-            metadata,
-            shared,
+            handle: Handle {
+                id,
+                metadata,
+                shared,
+            },
         }
     }
 
     /// The metadata the opener sent with the stream's SYN.
     pub fn metadata(&self) -> &[u8] {
-        &self.metadata
+        &self.handle.metadata
     }
 
     /// The stream's id on the wire.
     pub fn id(&self) -> u32 {
-        self.id
+        self.handle.id
+    }
+
+    /// Splits the stream into a read half and a write half that can be used from different
+    /// tasks at once, with no lock beyond the session's own (unlike
+    /// `futures_lite::io::split`).
+    ///
+    /// Dropping the [`WriteHalf`] ends our direction as [`close`](AsyncWriteExt::close) does
+    /// (the bytes written still go, then FIN); dropping the [`ReadHalf`] tells a smolmux peer
+    /// to stop sending (its writes fail with [`io::ErrorKind::BrokenPipe`]); once both are gone
+    /// the stream is dropped.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let client = smol::net::TcpStream::connect(listener.local_addr()?).await?;
+    /// # let (server, _) = listener.accept().await?;
+    /// # let (a, driver_a) = smolmux::Mux::new(client.clone(), client, smolmux::Config::default());
+    /// # let (b, driver_b) = smolmux::Mux::new(server.clone(), server, smolmux::Config::default());
+    /// # smol::spawn(driver_a).detach();
+    /// # smol::spawn(driver_b).detach();
+    /// use futures_lite::{io, AsyncReadExt, AsyncWriteExt};
+    ///
+    /// // An echo server: copy what comes in back out, on two halves of one stream.
+    /// smol::spawn(async move {
+    ///     let (mut reader, mut writer) = b.accept().await?.split();
+    ///     io::copy(&mut reader, &mut writer).await?;
+    ///     writer.close().await
+    /// })
+    /// .detach();
+    ///
+    /// let (mut reader, mut writer) = a.open(b"").await?.split();
+    /// let reply = smol::spawn(async move {
+    ///     let mut reply = Vec::new();
+    ///     reader.read_to_end(&mut reply).await.map(|_| reply)
+    /// });
+    /// writer.write_all(b"hello").await?;
+    /// drop(writer); // FIN, like close
+    /// assert_eq!(reply.await?, b"hello");
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        let handle = Arc::new(self.handle);
+        (
+            ReadHalf {
+                handle: handle.clone(),
+            },
+            WriteHalf { handle },
+        )
     }
 
     /// Aborts the stream in both directions. Unsent and unread bytes are discarded; the peer's
@@ -117,7 +206,7 @@ impl Stream {
     /// # std::io::Result::Ok(()) }).unwrap();
     /// ```
     pub fn abort(&self, reason: &str) {
-        self.shared.with(|s| s.app_abort(self.id, reason));
+        self.handle.abort(reason);
     }
 }
 
@@ -135,7 +224,7 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        ready(self.shared.with(|s| s.app_read(self.id, buf, cx.waker())))
+        self.handle.poll_read(cx, buf)
     }
 }
 
@@ -145,32 +234,116 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        ready(self.shared.with(|s| s.app_write(self.id, buf, cx.waker())))
+        self.handle.poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready(self.shared.with(|s| s.app_flush(self.id, cx.waker())))
+        self.handle.poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready(self.shared.with(|s| s.app_close(self.id, cx.waker())))
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.shared.with(|s| s.app_drop(self.id, Instant::now()));
+        self.handle.poll_close(cx)
     }
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
-            .field("id", &self.id)
-            .field("metadata_len", &self.metadata.len())
+            .field("id", &self.id())
+            .field("metadata_len", &self.metadata().len())
             .finish()
+    }
+}
+
+/// The read half of a [`Stream`], from [`Stream::split`].
+///
+/// Dropping it tells a smolmux peer to stop sending; what still arrives is discarded.
+pub struct ReadHalf {
+    handle: Arc<Handle>,
+}
+
+/// The write half of a [`Stream`], from [`Stream::split`].
+///
+/// Dropping it ends our direction like [`close`](AsyncWriteExt::close): the bytes written go,
+/// then FIN.
+pub struct WriteHalf {
+    handle: Arc<Handle>,
+}
+
+impl ReadHalf {
+    /// The stream's id on the wire.
+    pub fn id(&self) -> u32 {
+        self.handle.id
+    }
+
+    /// Aborts the whole stream, both directions (see [`Stream::abort`]).
+    pub fn abort(&self, reason: &str) {
+        self.handle.abort(reason);
+    }
+}
+
+impl WriteHalf {
+    /// The stream's id on the wire.
+    pub fn id(&self) -> u32 {
+        self.handle.id
+    }
+
+    /// Aborts the whole stream, both directions (see [`Stream::abort`]).
+    pub fn abort(&self, reason: &str) {
+        self.handle.abort(reason);
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.handle.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.handle.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.handle.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.handle.poll_close(cx)
+    }
+}
+
+impl Drop for ReadHalf {
+    fn drop(&mut self) {
+        let id = self.handle.id;
+        self.handle.shared.with(|s| s.app_drop_reader(id));
+    }
+}
+
+impl Drop for WriteHalf {
+    fn drop(&mut self) {
+        let id = self.handle.id;
+        self.handle.shared.with(|s| s.app_drop_writer(id));
+    }
+}
+
+impl fmt::Debug for ReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadHalf").field("id", &self.id()).finish()
+    }
+}
+
+impl fmt::Debug for WriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteHalf").field("id", &self.id()).finish()
     }
 }

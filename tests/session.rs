@@ -133,6 +133,57 @@ fn a_burst_of_a_thousand_opens_at_the_defaults_waits_for_credits_and_none_is_ref
 }
 
 #[test]
+fn split_halves_read_and_write_from_two_tasks_and_the_write_halfs_drop_is_a_fin() {
+    run(async {
+        let pair = default_pair().await;
+        let _server = spawn_echo_server(pair.b.clone());
+        let (mut reader, mut writer) = pair.a.open(b"halves").await.unwrap().split();
+        assert_eq!(reader.id(), writer.id());
+        let data = pattern(31, 3 << 20);
+        let expected = data.clone();
+        let read = spawn(async move {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.map(|_| got)
+        });
+        writer.write_all(&data).await.unwrap();
+        drop(writer); // FIN after the bytes: the echo server ends its reply
+        let got = read.await.unwrap();
+        assert!(
+            got == expected,
+            "got {} of {} bytes",
+            got.len(),
+            expected.len()
+        );
+        eventually("the stream left both tables", || {
+            pair.a.stats().open_streams == 0 && pair.b.stats().open_streams == 0
+        })
+        .await;
+    });
+}
+
+#[test]
+fn dropping_the_read_half_stops_the_peers_writes_while_the_write_half_goes_on() {
+    run(async {
+        let pair = default_pair().await;
+        let (reader, mut writer) = pair.a.open(b"").await.unwrap().split();
+        let mut peer = pair.b.accept().await.unwrap();
+        drop(reader);
+        let err = loop {
+            if let Err(err) = peer.write_all(&[7; 64 << 10]).await {
+                break err;
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+        // Our direction is still open: the peer reads what we write, then EOF.
+        writer.write_all(b"still talking").await.unwrap();
+        writer.close().await.unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"still talking");
+    });
+}
+
+#[test]
 fn transfer_100_mb_verified() {
     const TOTAL: u64 = 100 << 20;
     run(async {

@@ -24,7 +24,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{RecvState, Session};
+use super::{Handles, RecvState, Session};
 use crate::frame::ProtocolError;
 
 /// Where the session is in its life (see the module documentation).
@@ -255,7 +255,12 @@ impl Session {
     /// Once no `Mux` and no `Stream` handle is left, nobody can finish the streams still open
     /// but the peer: the close deadline bounds how long it may take.
     pub(super) fn start_deadline_if_abandoned(&mut self, now: Instant) {
-        if self.mux_dropped && self.streams.values().all(|stream| stream.handle_dropped) {
+        if self.mux_dropped
+            && self
+                .streams
+                .values()
+                .all(|stream| stream.handles.all_dropped())
+        {
             self.start_close_deadline(now);
         }
     }
@@ -272,7 +277,7 @@ impl Session {
                 continue;
             }
             if let Some(stream) = self.streams.get_mut(&id) {
-                stream.handle_dropped = true;
+                stream.handles = Handles::Dropped;
             }
             let why = "stream refused: session closing";
             self.reset_stream(id, Some(why), why);
