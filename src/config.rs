@@ -95,6 +95,74 @@ impl Default for Config {
     }
 }
 
+/// Setters, one per field, for building a config in one expression; new settings can be added
+/// without breaking anyone (the struct is `#[non_exhaustive]`, so it cannot be built with a
+/// struct literal outside this crate).
+impl Config {
+    /// Sets [`Config::max_streams`].
+    #[must_use]
+    pub fn max_streams(mut self, max_streams: usize) -> Self {
+        self.max_streams = max_streams;
+        self
+    }
+
+    /// Sets [`Config::accept_backlog`].
+    #[must_use]
+    pub fn accept_backlog(mut self, accept_backlog: usize) -> Self {
+        self.accept_backlog = accept_backlog;
+        self
+    }
+
+    /// Sets [`Config::ping_interval`].
+    #[must_use]
+    pub fn ping_interval(mut self, ping_interval: Option<Duration>) -> Self {
+        self.ping_interval = ping_interval;
+        self
+    }
+
+    /// Sets [`Config::ping_timeout`].
+    #[must_use]
+    pub fn ping_timeout(mut self, ping_timeout: Duration) -> Self {
+        self.ping_timeout = ping_timeout;
+        self
+    }
+
+    /// Sets [`Config::close_timeout`].
+    #[must_use]
+    pub fn close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
+        self
+    }
+
+    /// Sets [`Config::stream_receive_buffer`].
+    #[must_use]
+    pub fn stream_receive_buffer(mut self, stream_receive_buffer: usize) -> Self {
+        self.stream_receive_buffer = stream_receive_buffer;
+        self
+    }
+
+    /// Sets [`Config::session_receive_buffer`].
+    #[must_use]
+    pub fn session_receive_buffer(mut self, session_receive_buffer: usize) -> Self {
+        self.session_receive_buffer = session_receive_buffer;
+        self
+    }
+
+    /// Sets [`Config::stream_send_buffer`].
+    #[must_use]
+    pub fn stream_send_buffer(mut self, stream_send_buffer: usize) -> Self {
+        self.stream_send_buffer = stream_send_buffer;
+        self
+    }
+
+    /// Sets [`Config::max_frame_body`].
+    #[must_use]
+    pub fn max_frame_body(mut self, max_frame_body: usize) -> Self {
+        self.max_frame_body = max_frame_body;
+        self
+    }
+}
+
 impl Config {
     /// The smallest `stream_receive_buffer`: the 10 initial credits of a new stream, each of
     /// which may carry a 65,535-byte frame.

@@ -1,5 +1,8 @@
 //! The wire format: frame headers, commands, encoding and validated decoding.
 //!
+//! Public only for the fuzz targets and the tests' scripted peer: hidden from the docs and not
+//! part of the stable API (it takes `bytes::BytesMut`, which the stable API does not expose).
+//!
 //! Every frame is an 8-byte header (version, command, little-endian u16 body length,
 //! little-endian u32 stream id) followed by the body. Decoding validates the header before the
 //! body is read, so a bad version or unknown command is reported without waiting for its body.

@@ -96,8 +96,11 @@
 //!
 //! # Modules
 //!
-//! The protocol logic ([`frame`] and the session state machine) does no I/O and is tested on its
-//! own; the driver is a thin layer that moves bytes between it and the connection.
+//! The protocol logic (the frame codec and the session state machine) does no I/O and is
+//! tested on its own; the driver is a thin layer that moves bytes between it and the
+//! connection. The public API is [`Mux`], [`Stream`] and its halves, [`Config`], [`Stats`] and
+//! [`Driver`]; the frame codec is reachable for the fuzz targets and test tools but hidden from
+//! these docs and not covered by semantic versioning.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -105,6 +108,7 @@
 mod config;
 mod driver;
 mod fifo;
+#[doc(hidden)]
 pub mod frame;
 mod mux;
 mod read_buffer;
