@@ -769,3 +769,48 @@ fn smolmux_drop_makes_picomux_read_eof() {
         assert!(mux.is_alive() && pico.is_alive());
     });
 }
+
+/// picomux drops a stream smolmux is still writing to: its FIN ends both directions, so the
+/// writes fail promptly with BrokenPipe instead of queueing bytes that would never be sent, and
+/// `close` then says whether written bytes were dropped unsent.
+#[test]
+fn picomux_fin_while_smolmux_writes_fails_the_writes_instead_of_queueing() {
+    run(|ex| async move {
+        let (mux, pico) = session_pair(&ex, Config::default()).await;
+        let pico = Arc::new(pico);
+        let acceptor = ex.spawn({
+            let pico = pico.clone();
+            async move {
+                let mut stream = pico.accept().await.unwrap();
+                let mut first = [0u8; 1];
+                stream.read_exact(&mut first).await.unwrap();
+                drop(stream);
+            }
+        });
+        let mut stream = mux.open(b"cut short").await.unwrap();
+        let chunk = pattern(9, 64 << 10);
+        let mut written = 0u64;
+        let err = loop {
+            match stream.write(&chunk).await {
+                Ok(n) => written += n as u64,
+                Err(err) => break err,
+            }
+        };
+        acceptor.await;
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe,
+            "after {written} bytes: {err}"
+        );
+        match stream.close().await {
+            Ok(()) => {}
+            Err(err) => {
+                assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+                assert!(err.to_string().contains("were not sent"), "{err}");
+            }
+        }
+        drop(stream);
+        wait_streams_gone(&mux).await;
+        assert!(mux.is_alive() && pico.is_alive());
+    });
+}
