@@ -85,6 +85,28 @@
 //! # }
 //! ```
 //!
+//! # Errors
+//!
+//! Every operation fails with an [`std::io::Error`] whose message says what happened; its kind
+//! says what a program can do about it:
+//!
+//! | kind | where | meaning |
+//! |---|---|---|
+//! | `ConnectionRefused` | stream reads and writes | the peer refused the stream (its backlog or `max_streams` was full, or it is closing): opening again later may work |
+//! | `ConnectionReset` | stream reads and writes | the stream was aborted, by either side ([`Stream::abort`], the message carries the reason), or reset because its unread data passed [`Config::session_receive_buffer`] |
+//! | `BrokenPipe` | stream writes, `flush`, `close` | writing after our own `close`, after the peer stopped reading (it dropped its handle), or after a picomux peer's FIN; `flush` and `close` only when written bytes were dropped unsent |
+//! | `WouldBlock` | [`Mux::try_open`] | no stream credit or no free slot now; [`Mux::open`] would wait |
+//! | `NotConnected` | [`Mux::open`], [`Mux::accept`]; every operation after a graceful end | either side is closing the session, or it was closed |
+//! | `TimedOut` | [`Mux::close`]; every operation after a ping timeout | `close_timeout` passed and open streams were aborted; or no PONG came within `ping_timeout` |
+//! | `ConnectionAborted` | every operation after the peer's end | the peer closed the connection |
+//! | `InvalidData` | every operation, and the driver | the peer broke the protocol; the message names how (and says so when the bytes look like TLS, HTTP or SSH) |
+//! | `UnexpectedEof` | every operation, and the driver | the connection ended in the middle of a frame |
+//! | `InvalidInput` | [`Mux::open`] (metadata over 65,535 bytes); everything, with an invalid [`Config`] | the argument or setting named in the message |
+//! | any other | every operation, and the driver | the connection's own I/O error |
+//!
+//! Bytes already received stay readable after a stream or session ends, until the error (or
+//! EOF, where the peer's FIN had arrived).
+//!
 //! # Observability
 //!
 //! smolmux logs with [`tracing`](https://docs.rs/tracing), inside a `smolmux` span whose

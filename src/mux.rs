@@ -18,6 +18,8 @@ use crate::stream::Stream;
 
 /// A handle to a multiplexed session: opens and accepts [`Stream`]s.
 ///
+/// Each method lists the errors it returns; [the crate's error table](crate#errors) has them all.
+///
 /// `Mux` is cheap to clone, and every clone may be used from any task at once. The connection's
 /// I/O happens in the [`Driver`] returned beside it by [`Mux::new`], which must be spawned (or
 /// otherwise polled) for anything to happen. When every `Mux` clone is dropped, the session stops

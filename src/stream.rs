@@ -32,6 +32,9 @@ use crate::shared::Shared;
 /// - No write reports success for bytes that are lost: once the peer stopped reading or ended
 ///   the stream, `write` fails, and `flush` and `close` fail if written bytes were dropped.
 ///
+/// Every error kind an operation can return, and what it means, is in [the crate's error
+/// table](crate#errors).
+///
 /// With a picomux peer (one that does not announce smolmux's extensions), a FIN ends the whole
 /// stream as picomux means it: reads return EOF, and writes fail with
 /// [`io::ErrorKind::BrokenPipe`].
