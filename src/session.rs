@@ -613,7 +613,8 @@ impl Session {
     }
 
     /// Keeps the unread bytes of all streams within `session_receive_buffer` by resetting the
-    /// streams read longest ago (of those never read, the one holding most). The protocol gives every new stream 10
+    /// streams read longest ago (streams whose application waits in `read` last; of those
+    /// never read, the one holding most). The protocol gives every new stream 10
     /// frames without a grant, so enough streams whose application does not read can hold more
     /// than any budget; stopping to read the connection instead would stop the PINGs, PONGs and
     /// the streams that are read with them, and let the peer's ping timeout end the session.
@@ -625,8 +626,10 @@ impl Session {
                 .iter()
                 .filter(|(_, stream)| !stream.recv_queue.is_empty())
                 .max_by_key(|(_, stream)| {
+                    // A stream whose application waits in `read` takes its data at once.
+                    let nobody_waiting = stream.read_waker.is_none();
                     let unread_for = read_tick.wrapping_sub(stream.last_read);
-                    (unread_for, stream.unread_bytes())
+                    (nobody_waiting, unread_for, stream.unread_bytes())
                 })
                 .map(|(id, _)| *id)
             else {

@@ -66,7 +66,10 @@ const TRAILER_LEN: usize = 32;
 fn soak_config() -> Config {
     Config {
         stream_receive_buffer: 1 << 20,
-        session_receive_buffer: 2 << 20,
+        // Room for the initial 10 frames of every stream the workload runs at once (about 80,
+        // 640 KiB each at most): past the budget, the stream read longest ago is reset (a
+        // designed loss that `tests/session.rs` covers), and the soak checks for no loss.
+        session_receive_buffer: 64 << 20,
         stream_send_buffer: 128 << 10,
         ping_interval: Some(Duration::from_secs(1)),
         ping_timeout: Duration::from_secs(30),
@@ -770,7 +773,15 @@ async fn serve(soak: &Soak, meta: Meta, stream: Stream) -> Result<(), String> {
             };
             let (received, sent) = future::zip(recv, send).await;
             let received = received.map_err(fail_on(tag, "reading a dropped stream"))?;
-            sent.map_err(fail_on(tag, "writing to a dropped stream"))?;
+            // The opener's drop tells us to stop sending: our writes may fail with BrokenPipe
+            // (if they had not all gone yet), and with nothing else.
+            match sent {
+                Ok(()) => {}
+                Err(err)
+                    if err.kind() == io::ErrorKind::BrokenPipe
+                        && err.to_string().contains("stopped reading") => {}
+                Err(err) => return Err(fail_on(tag, "writing to a dropped stream")(err)),
+            }
             let Some(written) = soak.dropped_ledger.lock().remove(&tag) else {
                 return Err(format!(
                     "stream {tag}: EOF after {received} bytes before the opener dropped the stream"
