@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example demo
+//! cargo run --example demo -- --help
 //! ```
 //!
 //! A server and a client run on smol in this process, joined by one TCP connection on
@@ -40,8 +41,34 @@ fn config() -> Config {
     }
 }
 
-fn main() -> io::Result<()> {
-    smol::block_on(run())
+const USAGE: &str = "usage: demo [--help]";
+
+const HELP: &str = "
+smolmux in one process: a server and a client on smol, joined by one loopback TCP connection.
+The client opens 64 streams; each writes 16 MiB while reading the echo back and checking every
+byte. A separate stream times 64-byte echoes alongside, and the session pings every 100 ms.
+Prints the throughput, when each stream finished, and the round trips (idle and during the
+bulk transfer). Takes no arguments; run it in release mode for meaningful numbers:
+
+  cargo run --release --example demo";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("-h" | "--help") => {
+            println!("{USAGE}\n{HELP}");
+            return;
+        }
+        Some(other) => {
+            eprintln!("demo: unknown argument {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+    if let Err(e) = smol::block_on(run()) {
+        eprintln!("demo: {e}");
+        std::process::exit(1);
+    }
 }
 
 async fn run() -> io::Result<()> {

@@ -3,38 +3,88 @@
 //! ```text
 //! cargo run --example echo_smol                            # both ends in this process
 //! cargo run --example echo_smol -- server 127.0.0.1:7000   # just the server
-//! cargo run --example echo_smol -- client 127.0.0.1:7000   # just the client
+//! cargo run --example echo_smol -- client localhost:7000    # just the client
+//! cargo run --example echo_smol -- --help
 //! ```
 //!
 //! The client opens a few streams at once over one TCP connection; the server echoes each
-//! stream back until the client half-closes it.
+//! stream back until the client half-closes it. Addresses are `HOST:PORT`, and host names are
+//! resolved (smol's `TcpStream::connect` and `TcpListener::bind` take a `&str` and resolve it on
+//! smol's blocking thread pool).
 
 use std::io;
-use std::net::SocketAddr;
+use std::process::exit;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smolmux::{Config, Mux, Stream};
 
-fn main() -> io::Result<()> {
+const USAGE: &str = "usage: echo_smol [server ADDR | client ADDR]";
+
+const HELP: &str = "
+An echo server and client over smolmux, on smol.
+
+modes:
+  (none)         run the server and the client in this process, over loopback
+  server ADDR    accept connections on ADDR and echo every stream back
+  client ADDR    connect to the server at ADDR, echo a message on three streams at once, then
+                 close the session
+  -h, --help     this text
+
+ADDR is HOST:PORT; host names are resolved (localhost:7000). echo_async_std and tokio_echo
+speak the same protocol: any of the three clients talks to any of the three servers.";
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}\n{HELP}");
+        return;
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    smol::block_on(async {
-        match args[..] {
-            [] => {
-                let listener = TcpListener::bind("127.0.0.1:0").await?;
-                let addr = listener.local_addr()?;
-                smol::spawn(server(listener)).detach();
-                client(addr).await
-            }
-            ["server", addr] => server(TcpListener::bind(addr).await?).await,
-            ["client", addr] => client(parse(addr)?).await,
-            _ => {
-                eprintln!("usage: echo_smol [server ADDR | client ADDR]");
-                std::process::exit(2);
-            }
+    if let Err(e) = smol::block_on(run(&args)) {
+        eprintln!("echo_smol: {e}");
+        exit(1);
+    }
+}
+
+/// Runs the mode the command line names.
+async fn run(args: &[&str]) -> io::Result<()> {
+    match args {
+        [] => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            smol::spawn(server(listener)).detach();
+            client(&addr.to_string()).await
         }
-    })
+        ["server", addr] => server(bind(addr).await?).await,
+        ["client", addr] => client(addr).await,
+        _ => {
+            eprintln!("echo_smol: {}\n{USAGE}", usage_error(args));
+            exit(2);
+        }
+    }
+}
+
+/// What is wrong with a command line that matches no mode.
+fn usage_error(args: &[&str]) -> String {
+    match args {
+        ["server" | "client"] => format!("{} needs an ADDR (HOST:PORT)", args[0]),
+        ["server" | "client", _, extra, ..] => format!("unknown argument {extra:?}"),
+        [other, ..] => format!("unknown argument {other:?}"),
+        [] => unreachable!("no arguments is a mode"),
+    }
+}
+
+/// Prefixes an error with what was being done, keeping its kind.
+fn context(what: String) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Binds `addr` (`HOST:PORT`, resolved by smol).
+async fn bind(addr: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(context(format!("binding {addr}")))
 }
 
 /// Accepts connections; on each, echoes every stream the client opens.
@@ -49,7 +99,10 @@ async fn server(listener: TcpListener) -> io::Result<()> {
             while let Ok(stream) = mux.accept().await {
                 smol::spawn(echo(stream)).detach();
             }
-            println!("server: connection from {peer} ended: {:?}", driver.await);
+            match driver.await {
+                Ok(()) => println!("server: connection from {peer} ended"),
+                Err(e) => println!("server: connection from {peer} ended: {e}"),
+            }
         })
         .detach();
     }
@@ -65,9 +118,18 @@ async fn echo(stream: Stream) -> io::Result<()> {
     Ok(())
 }
 
+/// Connects to the server at `addr` (`HOST:PORT`, resolved by smol) and runs the session.
+async fn client(addr: &str) -> io::Result<()> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(context(format!("connecting to {addr}")))?;
+    echo_three(tcp)
+        .await
+        .map_err(context(format!("the session with {addr}")))
+}
+
 /// Opens three streams at once over one connection, sends a message on each and reads the echo.
-async fn client(addr: SocketAddr) -> io::Result<()> {
-    let tcp = TcpStream::connect(addr).await?;
+async fn echo_three(tcp: TcpStream) -> io::Result<()> {
     let (mux, driver) = Mux::new(tcp.clone(), tcp, Config::default());
     let driver = smol::spawn(driver);
 
@@ -92,9 +154,4 @@ async fn client(addr: SocketAddr) -> io::Result<()> {
 
     mux.close().await?; // FIN, then close our write half
     driver.await // resolves once the server has closed its end too
-}
-
-fn parse(addr: &str) -> io::Result<SocketAddr> {
-    addr.parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --example tokio_echo                            # both ends in this process
 //! cargo run --example tokio_echo -- server 127.0.0.1:7000   # just the server
-//! cargo run --example tokio_echo -- client 127.0.0.1:7000   # just the client
+//! cargo run --example tokio_echo -- client localhost:7000    # just the client
+//! cargo run --example tokio_echo -- --help
 //! ```
 //!
 //! smolmux works with the `futures-io` traits; tokio's sockets implement tokio's own
@@ -14,30 +15,80 @@
 //! `echo_smol`'s, so this client talks to that server and the other way round.
 
 use std::io;
+use std::process::exit;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smolmux::{Config, Driver, Mux, Stream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
+const USAGE: &str = "usage: tokio_echo [server ADDR | client ADDR]";
+
+const HELP: &str = "
+An echo server and client over smolmux, on tokio (through tokio-util's compat layer).
+
+modes:
+  (none)         run the server and the client in this process, over loopback
+  server ADDR    accept connections on ADDR and echo every stream back
+  client ADDR    connect to the server at ADDR, echo a message on three streams at once, then
+                 close the session
+  -h, --help     this text
+
+ADDR is HOST:PORT; host names are resolved (localhost:7000). echo_smol and echo_async_std
+speak the same protocol: any of the three clients talks to any of the three servers.";
+
 #[tokio::main]
-async fn main() -> io::Result<()> {
+async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}\n{HELP}");
+        return;
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args[..] {
+    if let Err(e) = run(&args).await {
+        eprintln!("tokio_echo: {e}");
+        exit(1);
+    }
+}
+
+/// Runs the mode the command line names.
+async fn run(args: &[&str]) -> io::Result<()> {
+    match args {
         [] => {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?.to_string();
             tokio::spawn(server(listener));
             client(&addr).await
         }
-        ["server", addr] => server(TcpListener::bind(addr).await?).await,
+        ["server", addr] => server(bind(addr).await?).await,
         ["client", addr] => client(addr).await,
         _ => {
-            eprintln!("usage: tokio_echo [server ADDR | client ADDR]");
-            std::process::exit(2);
+            eprintln!("tokio_echo: {}\n{USAGE}", usage_error(args));
+            exit(2);
         }
     }
+}
+
+/// What is wrong with a command line that matches no mode.
+fn usage_error(args: &[&str]) -> String {
+    match args {
+        ["server" | "client"] => format!("{} needs an ADDR (HOST:PORT)", args[0]),
+        ["server" | "client", _, extra, ..] => format!("unknown argument {extra:?}"),
+        [other, ..] => format!("unknown argument {other:?}"),
+        [] => unreachable!("no arguments is a mode"),
+    }
+}
+
+/// Prefixes an error with what was being done, keeping its kind.
+fn context(what: String) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Binds `addr` (`HOST:PORT`, resolved with tokio's `lookup_host`).
+async fn bind(addr: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(context(format!("binding {addr}")))
 }
 
 /// Wraps a tokio TCP stream in a session: its owned halves, each through the compat layer.
@@ -58,8 +109,10 @@ async fn server(listener: TcpListener) -> io::Result<()> {
             while let Ok(stream) = mux.accept().await {
                 tokio::spawn(echo(stream));
             }
-            let result = driver.await.expect("driver task panicked");
-            println!("server: connection from {peer} ended: {result:?}");
+            match driver.await.expect("driver task panicked") {
+                Ok(()) => println!("server: connection from {peer} ended"),
+                Err(e) => println!("server: connection from {peer} ended: {e}"),
+            }
         });
     }
 }
@@ -74,9 +127,19 @@ async fn echo(stream: Stream) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens three streams at once over one connection, sends a message on each and reads the echo.
+/// Connects to the server at `addr` (`HOST:PORT`, resolved with tokio's `lookup_host`) and runs
+/// the session.
 async fn client(addr: &str) -> io::Result<()> {
-    let tcp = TcpStream::connect(addr).await?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(context(format!("connecting to {addr}")))?;
+    echo_three(tcp)
+        .await
+        .map_err(context(format!("the session with {addr}")))
+}
+
+/// Opens three streams at once over one connection, sends a message on each and reads the echo.
+async fn echo_three(tcp: TcpStream) -> io::Result<()> {
     tcp.set_nodelay(true)?;
     let (mux, driver) = mux_over(tcp);
     let driver = tokio::spawn(driver);

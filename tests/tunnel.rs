@@ -1,15 +1,19 @@
 //! The port forwarder of `examples/tunnel.rs`, run in-process over loopback.
 //!
 //! An HTTP-ish origin server answers `GET /N` with N bytes of a known pattern and then closes;
-//! requests reach it through a tunnel client and server (plain TCP, and TLS), and every byte is
-//! checked. One request half-closes its connection and still gets the whole response, and the
-//! origin sees that EOF through the tunnel.
+//! requests reach it through a tunnel client and server, over each kind of tunnel connection
+//! (plain TCP, TLS, one WebSocket, a WebSocket over TLS), and every byte is checked. Requests
+//! that half-close their connection still get the whole response, and the origin sees that EOF
+//! through the tunnel.
+//!
+//! Also: what each end says when the two disagree about `--tls` or `--ws`, or the server cannot
+//! be reached; host names; PEM and DER certificate and key files; and the WebSocket reader.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 
 #[path = "../examples/tunnel/tunnel_lib.rs"]
@@ -83,23 +87,72 @@ async fn answer(mut tcp: TcpStream) -> io::Result<()> {
     Ok(()) // dropping the socket closes it
 }
 
-/// Starts a tunnel server and a tunnel client forwarding to `target`; returns the client's local
-/// address.
-async fn tunnel(target: SocketAddr, tls: bool) -> SocketAddr {
-    let (server_tls, client_tls) = if tls {
+/// How the tunnel connection is carried: TCP, with TLS and/or one WebSocket on top.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Mode {
+    tls: bool,
+    ws: bool,
+}
+
+const PLAIN: Mode = Mode {
+    tls: false,
+    ws: false,
+};
+const TLS: Mode = Mode {
+    tls: true,
+    ws: false,
+};
+const WS: Mode = Mode {
+    tls: false,
+    ws: true,
+};
+const WSS: Mode = Mode {
+    tls: true,
+    ws: true,
+};
+
+/// Server and client options for `mode`, with a fresh self-signed certificate for TLS.
+fn options(mode: Mode) -> (tunnel_lib::ServerOptions, tunnel_lib::ClientOptions) {
+    let (server_tls, client_tls) = if mode.tls {
         let (cert, key) = tunnel_lib::self_signed().unwrap();
         (
-            Some(tunnel_lib::server_tls(cert.clone(), key).unwrap()),
+            Some(tunnel_lib::server_tls(vec![cert.clone()], key).unwrap()),
             Some(tunnel_lib::client_tls(cert).unwrap()),
         )
     } else {
         (None, None)
     };
+    (
+        tunnel_lib::ServerOptions {
+            tls: server_tls,
+            ws: mode.ws,
+        },
+        tunnel_lib::ClientOptions {
+            tls: client_tls,
+            ws: mode.ws,
+        },
+    )
+}
+
+/// Starts a tunnel server and a tunnel client forwarding to `target`; returns the client's local
+/// address.
+async fn tunnel(target: SocketAddr, mode: Mode) -> SocketAddr {
+    let (server_options, client_options) = options(mode);
+    tunnel_with(target, server_options, client_options).await
+}
+
+async fn tunnel_with(
+    target: SocketAddr,
+    server_options: tunnel_lib::ServerOptions,
+    client_options: tunnel_lib::ClientOptions,
+) -> SocketAddr {
     let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server_addr = server.local_addr().unwrap().to_string();
-    smol::spawn(tunnel_lib::serve(server, server_tls)).detach();
+    smol::spawn(tunnel_lib::serve(server, server_options)).detach();
 
-    let (mux, driver) = tunnel_lib::connect(&server_addr, client_tls).await.unwrap();
+    let (mux, driver) = tunnel_lib::connect(&server_addr, &client_options)
+        .await
+        .unwrap();
     smol::spawn(driver).detach();
     let local = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local_addr = local.local_addr().unwrap();
@@ -160,61 +213,63 @@ async fn concurrent_fetches(local: SocketAddr) {
     }
 }
 
-#[test]
-fn fifty_concurrent_fetches() {
-    run(async {
-        let local = tunnel(origin().await, false).await;
-        concurrent_fetches(local).await;
-    })
+/// The 50 concurrent fetches, then half-closed requests: the origin answers only after it
+/// reads EOF, which comes from our shutdown through the tunnel; its close then comes back to us
+/// as EOF after the whole body.
+async fn fetches_and_half_close(mode: Mode) {
+    let local = tunnel(origin().await, mode).await;
+    concurrent_fetches(local).await;
+    for len in [0, 1, 300_000] {
+        let body = fetch(local, &format!("eof/{len}"), true).await.unwrap();
+        check_body(len, &body);
+    }
+    // Half-close on a plain request too: the response still arrives whole.
+    let body = fetch(local, "123456", true).await.unwrap();
+    check_body(123_456, &body);
 }
 
 #[test]
-fn half_close_goes_through_both_ways() {
-    run(async {
-        let local = tunnel(origin().await, false).await;
-        // The origin answers only after it reads EOF, which comes from our shutdown through
-        // the tunnel; its close then comes back to us as EOF after the whole body.
-        for len in [0, 1, 300_000] {
-            let body = fetch(local, &format!("eof/{len}"), true).await.unwrap();
-            check_body(len, &body);
-        }
-        // Half-close on a plain request too: the response still arrives whole.
-        let body = fetch(local, "123456", true).await.unwrap();
-        check_body(123_456, &body);
-    })
+fn fifty_concurrent_fetches_and_half_close() {
+    run(fetches_and_half_close(PLAIN))
 }
 
 #[test]
-fn fifty_concurrent_fetches_over_tls() {
-    run(async {
-        let local = tunnel(origin().await, true).await;
-        concurrent_fetches(local).await;
-        let body = fetch(local, "eof/200000", true).await.unwrap();
-        check_body(200_000, &body);
-    })
+fn fifty_concurrent_fetches_and_half_close_over_tls() {
+    run(fetches_and_half_close(TLS))
+}
+
+#[test]
+fn fifty_concurrent_fetches_and_half_close_over_websocket() {
+    run(fetches_and_half_close(WS))
+}
+
+#[test]
+fn fifty_concurrent_fetches_and_half_close_over_websocket_and_tls() {
+    run(fetches_and_half_close(WSS))
 }
 
 #[test]
 fn tls_client_rejects_another_certificate() {
     run(async {
-        let (cert, key) = tunnel_lib::self_signed().unwrap();
-        let (other_cert, _) = tunnel_lib::self_signed().unwrap();
-        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server_addr = server.local_addr().unwrap().to_string();
-        smol::spawn(tunnel_lib::serve(
-            server,
-            Some(tunnel_lib::server_tls(cert, key).unwrap()),
-        ))
-        .detach();
-        let client_tls = tunnel_lib::client_tls(other_cert).unwrap();
-        let err = match tunnel_lib::connect(&server_addr, Some(client_tls)).await {
-            Ok(_) => panic!("the handshake should fail"),
-            Err(e) => e,
-        };
-        assert!(
-            err.to_string().contains("certificate"),
-            "unexpected error: {err}"
-        );
+        for ws in [false, true] {
+            let (server_options, _) = options(Mode { tls: true, ws });
+            let (other_cert, _) = tunnel_lib::self_signed().unwrap();
+            let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let server_addr = server.local_addr().unwrap().to_string();
+            smol::spawn(tunnel_lib::serve(server, server_options)).detach();
+            let client_options = tunnel_lib::ClientOptions {
+                tls: Some(tunnel_lib::client_tls(other_cert).unwrap()),
+                ws,
+            };
+            let err = match tunnel_lib::connect(&server_addr, &client_options).await {
+                Ok(_) => panic!("the handshake should fail"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("certificate"), "unexpected error: {err}");
+            assert!(err.contains(&server_addr), "names no server: {err}");
+            // A certificate mismatch is not a --tls mismatch: no hint about it.
+            assert!(!err.contains("--tls"), "misleading hint: {err}");
+        }
     })
 }
 
@@ -227,11 +282,268 @@ fn unreachable_target_closes_the_connection() {
             .unwrap()
             .local_addr()
             .unwrap();
-        let local = tunnel(dead, false).await;
+        let local = tunnel(dead, PLAIN).await;
         let mut tcp = TcpStream::connect(local).await.unwrap();
         let mut got = Vec::new();
         // The server aborts the stream; the client's forwarder then shuts the socket down.
         let _ = tcp.read_to_end(&mut got).await;
         assert!(got.is_empty());
     })
+}
+
+#[test]
+fn connect_failure_names_the_server() {
+    run(async {
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let err = match tunnel_lib::connect(&dead, &Default::default()).await {
+            Ok(_) => panic!("nothing listens at {dead}"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("connecting to {dead}: ")),
+            "{err}"
+        );
+    })
+}
+
+#[test]
+fn host_names_are_resolved() {
+    run(async {
+        let local = tunnel_by_name(origin().await).await;
+        let body = fetch(local, "eof/5000", true).await.unwrap();
+        check_body(5000, &body);
+    })
+}
+
+/// A plain tunnel whose client names the server `localhost:PORT` and the target
+/// `localhost:PORT`.
+async fn tunnel_by_name(target: SocketAddr) -> SocketAddr {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    smol::spawn(tunnel_lib::serve(server, Default::default())).detach();
+    let (mux, driver) =
+        tunnel_lib::connect(&format!("localhost:{server_port}"), &Default::default())
+            .await
+            .unwrap();
+    smol::spawn(driver).detach();
+    let local = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_addr = local.local_addr().unwrap();
+    let target = format!("localhost:{}", target.port());
+    smol::spawn(tunnel_lib::run_client(local, mux, target)).detach();
+    local_addr
+}
+
+/// What each end reports when the two disagree about `--tls` or `--ws`: one connection, the
+/// server's handshake or session error and the client's (from `connect`, or else from the end
+/// of its session).
+async fn mismatch(server_mode: Mode, client_mode: Mode) -> (String, String) {
+    // Both ends with the same certificate, wherever they use TLS.
+    let (cert, key) = tunnel_lib::self_signed().unwrap();
+    let server_options = tunnel_lib::ServerOptions {
+        tls: server_mode
+            .tls
+            .then(|| tunnel_lib::server_tls(vec![cert.clone()], key).unwrap()),
+        ws: server_mode.ws,
+    };
+    let client_options = tunnel_lib::ClientOptions {
+        tls: client_mode
+            .tls
+            .then(|| tunnel_lib::client_tls(cert).unwrap()),
+        ws: client_mode.ws,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = smol::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        match tunnel_lib::serve_connection(tcp, &server_options).await {
+            Ok(()) => panic!("server {server_mode:?} served client {client_mode:?}"),
+            Err(e) => e.to_string(),
+        }
+    });
+    let client = match tunnel_lib::connect(&addr, &client_options).await {
+        Err(e) => e.to_string(),
+        Ok((mux, driver)) => tunnel_lib::session_end(&addr, &mux, driver.await).to_string(),
+    };
+    (server.await, client)
+}
+
+#[test]
+fn mismatched_tls_or_websocket_is_named_on_both_sides() {
+    run(async {
+        // Whichever end fails, and wherever: a TLS or WebSocket handshake, or the mux's header
+        // check (the library names TLS and HTTP bytes), or a session ended before its first PONG.
+        let names_tls = |m: &str| m.contains("TLS") || m.contains("--tls");
+        let names_ws =
+            |m: &str| m.contains("WebSocket") || m.contains("HTTP") || m.contains("--ws");
+        for server_mode in [PLAIN, TLS, WS, WSS] {
+            for client_mode in [PLAIN, TLS, WS, WSS] {
+                if server_mode == client_mode {
+                    continue;
+                }
+                let (server, client) = mismatch(server_mode, client_mode).await;
+                let case =
+                    format!("server {server_mode:?}: {server}\nclient {client_mode:?}: {client}");
+                if server_mode.tls != client_mode.tls {
+                    assert!(names_tls(&server) && names_tls(&client), "{case}");
+                } else {
+                    assert!(names_ws(&server) && names_ws(&client), "{case}");
+                }
+                // The side with the flag the other lacks, or the client, suggests a flag.
+                assert!(
+                    client.contains("--tls") || client.contains("--ws"),
+                    "no hint for the client: {case}"
+                );
+            }
+        }
+    })
+}
+
+#[test]
+fn the_never_answered_hint_is_only_for_sessions_that_never_started() {
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (go, closing) = async_channel::bounded::<()>(1);
+        let server = smol::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (mux, driver) = tunnel_lib::accept_session(tcp, &Default::default())
+                .await
+                .unwrap();
+            let driver = smol::spawn(driver);
+            closing.recv().await.unwrap();
+            mux.close().await.unwrap();
+            driver.await
+        });
+        let (mux, driver) = tunnel_lib::connect(&addr, &Default::default())
+            .await
+            .unwrap();
+        let driver = smol::spawn(driver);
+        // The PING of the session's start has come back: the server speaks the mux protocol.
+        while mux.last_rtt().is_none() {
+            smol::Timer::after(Duration::from_millis(1)).await;
+        }
+        go.send(()).await.unwrap();
+        let end = tunnel_lib::session_end(&addr, &mux, driver.await).to_string();
+        server.await.unwrap();
+        assert_eq!(end, format!("the server {addr} closed the tunnel"));
+    })
+}
+
+#[test]
+fn pem_and_der_certificate_and_key_files() {
+    run(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
+        let (cert_pem, key_pem) = (certified.cert.pem(), certified.key_pair.serialize_pem());
+        let (cert_der, key_der) = (
+            certified.cert.der().to_vec(),
+            certified.key_pair.serialize_der(),
+        );
+        let certs = tunnel_lib::parse_certs(cert_pem.as_bytes()).unwrap();
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].as_ref(), &cert_der[..]);
+        assert_eq!(tunnel_lib::parse_certs(&cert_der).unwrap(), certs);
+        let key = tunnel_lib::parse_key(key_pem.as_bytes()).unwrap();
+        assert_eq!(key.secret_der(), &key_der[..]);
+        assert_eq!(
+            tunnel_lib::parse_key(&key_der).unwrap().secret_der(),
+            &key_der[..]
+        );
+        // Mixed up or empty files say what is missing.
+        let err = tunnel_lib::parse_key(cert_pem.as_bytes()).unwrap_err();
+        assert!(err.contains("no PRIVATE KEY"), "{err}");
+        let err = tunnel_lib::parse_certs(key_pem.as_bytes()).unwrap_err();
+        assert!(err.contains("no CERTIFICATE"), "{err}");
+        assert!(tunnel_lib::parse_certs(b"").is_err());
+        assert!(tunnel_lib::parse_key(b"not a key").is_err());
+
+        // The server presents the certificate read from PEM; the client pins the DER one.
+        let server_options = tunnel_lib::ServerOptions {
+            tls: Some(tunnel_lib::server_tls(certs, key).unwrap()),
+            ws: true,
+        };
+        let client_options = tunnel_lib::ClientOptions {
+            tls: Some(tunnel_lib::client_tls(cert_der.into()).unwrap()),
+            ws: true,
+        };
+        let local = tunnel_with(origin().await, server_options, client_options).await;
+        let body = fetch(local, "eof/70000", true).await.unwrap();
+        check_body(70_000, &body);
+    })
+}
+
+/// `WsReader` gives the binary messages' bytes in order, skipping Ping, Pong and empty
+/// messages, and ends at Close; a Text message is an error.
+#[test]
+fn websocket_reader_takes_only_binary_messages() {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = smol::spawn(async move {
+            for messages in [
+                vec![
+                    Message::Ping(b"ping".to_vec().into()),
+                    Message::binary(b"abc".to_vec()),
+                    Message::binary(Vec::new()),
+                    Message::Pong(b"pong".to_vec().into()),
+                    Message::binary(b"defgh".to_vec()),
+                    Message::Close(None),
+                ],
+                vec![Message::binary(b"xy".to_vec()), Message::text("hello")],
+            ] {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut ws = async_tungstenite::accept_async(tcp).await.unwrap();
+                for message in messages {
+                    ws.send(message).await.unwrap();
+                }
+                // Read until the client goes, so that nothing is cut short.
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        });
+        let connect = || async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+                .await
+                .unwrap();
+            let (sender, receiver) = ws.split();
+            (sender, tunnel_lib::WsReader::new(receiver)) // the sender keeps the connection open
+        };
+        let (ws_sender, mut reader) = connect().await;
+        let (got, end) = read_until_end(&mut reader).await;
+        assert_eq!(got, b"abcdefgh");
+        assert!(end.is_ok(), "{end:?}");
+        drop((ws_sender, reader));
+
+        let (ws_sender, mut reader) = connect().await;
+        let (got, end) = read_until_end(&mut reader).await;
+        assert_eq!(got, b"xy");
+        let err = end.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("text message"), "{err}");
+        drop((ws_sender, reader));
+        server.await;
+    })
+}
+
+/// Reads in 2-byte reads (smaller than a message: the rest waits for the next read) until EOF
+/// or an error; returns the bytes and how it ended.
+async fn read_until_end(reader: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, io::Result<()>) {
+    let mut got = Vec::new();
+    let mut buf = [0; 2];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return (got, Err(e)),
+        }
+    }
 }
