@@ -35,10 +35,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(5);
 const PATTERN_LEN: usize = (1 << 20) + 7;
 
 fn config() -> Config {
-    Config {
-        ping_interval: Some(Duration::from_millis(100)),
-        ..Config::default()
-    }
+    Config::default().ping_interval(Some(Duration::from_millis(100)))
 }
 
 const USAGE: &str = "usage: demo [--help]";

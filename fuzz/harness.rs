@@ -149,16 +149,14 @@ pub struct Outcome {
 pub fn run_session(data: &[u8]) -> Outcome {
     let mut outcome = Outcome::default();
     let (script, peer_bytes) = data.split_at(data.len().min(32));
-    let config = Config {
-        max_streams: 16,
-        accept_backlog: 4,
-        ping_interval: None,
-        stream_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
-        session_receive_buffer: 2 * Config::MIN_STREAM_RECEIVE_BUFFER,
-        stream_send_buffer: 4096,
-        max_frame_body: 1 + script.first().copied().unwrap_or(0) as usize * 100,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .max_streams(16)
+        .accept_backlog(4)
+        .ping_interval(None)
+        .stream_receive_buffer(Config::MIN_STREAM_RECEIVE_BUFFER)
+        .session_receive_buffer(2 * Config::MIN_STREAM_RECEIVE_BUFFER)
+        .stream_send_buffer(4096)
+        .max_frame_body(1 + script.first().copied().unwrap_or(0) as usize * 100);
     let limit = config.session_receive_buffer + MAX_BODY;
     let send_limit = config.max_streams * config.stream_send_buffer;
     let script_done = Arc::new(AtomicBool::new(false));

@@ -19,15 +19,15 @@ use crate::frame::{INITIAL_CREDITS, MAX_BODY};
 /// use smolmux::Config;
 ///
 /// // A long, fat link: let each stream keep up to 8 MiB in flight.
-/// let config = Config {
-///     stream_receive_buffer: 8 << 20,
-///     session_receive_buffer: 256 << 20,
-///     ping_interval: Some(Duration::from_secs(10)),
-///     ..Config::default()
-/// };
+/// let config = Config::default()
+///     .stream_receive_buffer(8 << 20)
+///     .session_receive_buffer(256 << 20)
+///     .ping_interval(Some(Duration::from_secs(10)));
 /// config.validate().unwrap();
+/// assert_eq!(config.stream_receive_buffer, 8 << 20);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Most streams open at once, counting both directions and streams waiting in the accept
     /// backlog. [`Mux::open`](crate::Mux::open) fails past it; a peer's SYN past it is refused
@@ -171,7 +171,7 @@ impl Config {
     /// Checks that the settings are consistent, and says which one is not.
     ///
     /// ```
-    /// let bad = smolmux::Config { max_streams: 0, ..Default::default() };
+    /// let bad = smolmux::Config::default().max_streams(0);
     /// let err = bad.validate().unwrap_err();
     /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     /// assert!(err.to_string().contains("max_streams"));

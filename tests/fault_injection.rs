@@ -79,10 +79,7 @@ fn run(seed: u64, cut_at: usize, cut: Cut, a_side: bool) -> usize {
         (healthy, dying)
     };
     let (a_end, b_end) = pipe::duplex(32 << 10, a_to_b, b_to_a, seed);
-    let config = Config {
-        ping_interval: None,
-        ..Config::default()
-    };
+    let config = Config::default().ping_interval(None);
     let (a_read, a_write) = futures_lite::io::split(a_end);
     let (b_read, b_write) = futures_lite::io::split(b_end);
     let (a, a_driver) = Mux::new(a_read, a_write, config.clone());

@@ -236,10 +236,7 @@ fn unsolicited_pong_does_not_update_rtt() {
     run(async {
         // Without a ping interval the mux pings only at the start: four PINGs in a row, each
         // sent when the previous one is answered, to measure the path's round trip.
-        let config = Config {
-            ping_interval: None,
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(None);
         let (mux, _driver, mut mock) = mock_pair(config).await;
         let first = mock.expect_ping().await;
         assert!(first.smolmux);

@@ -39,10 +39,7 @@ const REFUSED_BACKLOG: &[u8] = b"stream refused: accept backlog full";
 /// A config for floods: no periodic PING, so a mock that does not answer the mux's start-up
 /// PINGs cannot time the session out while it floods.
 fn quiet(config: Config) -> Config {
-    Config {
-        ping_interval: None,
-        ..config
-    }
+    config.clone().ping_interval(None)
 }
 
 // ----- the mock's side -----
@@ -256,10 +253,7 @@ fn more_credit_overflow_saturates_and_the_stream_still_flows() {
     const GRANTS: usize = 100_000;
     // 256 KiB in frames of 1 KiB: 256 PSH frames, far more than the 10 initial credits.
     const DATA: usize = 256 << 10;
-    let config = quiet(Config {
-        max_frame_body: 1024,
-        ..Config::default()
-    });
+    let config = quiet(Config::default().max_frame_body(1024));
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         handshake(&mut mock).await;
@@ -326,11 +320,11 @@ fn open_then_fin_churn_keeps_the_table_within_its_limits() {
     const AHEAD: u32 = 300;
     const MAX_STREAMS: usize = 128;
     const BACKLOG: usize = 32;
-    let config = quiet(Config {
-        max_streams: MAX_STREAMS,
-        accept_backlog: BACKLOG,
-        ..Config::default()
-    });
+    let config = quiet(
+        Config::default()
+            .max_streams(MAX_STREAMS)
+            .accept_backlog(BACKLOG),
+    );
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         // The mock announces smolmux: an empty FIN is a half-close, so each stream the
@@ -499,10 +493,7 @@ fn syn_flood_past_max_streams_is_refused_with_fin_while_nobody_accepts() {
     // before it stops reading, so the flood also goes through that backpressure.
     const MAX_STREAMS: u32 = 64;
     const SYNS: u32 = 20_000;
-    let config = quiet(Config {
-        max_streams: MAX_STREAMS as usize,
-        ..Config::default()
-    });
+    let config = quiet(Config::default().max_streams(MAX_STREAMS as usize));
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         handshake(&mut mock).await;
@@ -580,10 +571,7 @@ fn max_size_metadata_on_every_syn_is_bounded_by_the_accept_backlog() {
     const META: usize = 65_535;
     // Slack for what the rest of the process (parallel tests, allocator) does meanwhile.
     const SLACK_KIB: u64 = 48 << 10;
-    let config = quiet(Config {
-        accept_backlog: BACKLOG as usize,
-        ..Config::default()
-    });
+    let config = quiet(Config::default().accept_backlog(BACKLOG as usize));
     let template = pattern(4, META);
     let metadata = move |id: u32| {
         let mut meta = template.clone();
@@ -647,10 +635,7 @@ fn one_byte_psh_dribble_on_many_streams_is_read_correctly() {
     const STREAMS: u32 = 200;
     const BYTES: usize = 100;
     const WINDOW: usize = 10;
-    let config = quiet(Config {
-        stream_receive_buffer: Config::MIN_STREAM_RECEIVE_BUFFER,
-        ..Config::default()
-    });
+    let config = quiet(Config::default().stream_receive_buffer(Config::MIN_STREAM_RECEIVE_BUFFER));
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         handshake(&mut mock).await;
@@ -883,12 +868,10 @@ fn a_peer_that_never_reads_blocks_the_writers_then_times_out() {
     const STREAMS: u32 = 16;
     const SEND_BUFFER: usize = 64 << 10;
     const PING_TIMEOUT: Duration = Duration::from_secs(3);
-    let config = Config {
-        stream_send_buffer: SEND_BUFFER,
-        ping_interval: Some(Duration::from_millis(500)),
-        ping_timeout: PING_TIMEOUT,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .stream_send_buffer(SEND_BUFFER)
+        .ping_interval(Some(Duration::from_millis(500)))
+        .ping_timeout(PING_TIMEOUT);
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         mock.send(&frames_for(1..STREAMS + 1, |id| {
@@ -986,11 +969,11 @@ fn a_stream_without_credits_sends_ten_frames_and_others_keep_flowing() {
     const SEND_BUFFER: usize = 64 << 10;
     const STARVED: usize = 256 << 10;
     const FLOWING: usize = 1 << 20;
-    let config = quiet(Config {
-        max_frame_body: FRAME,
-        stream_send_buffer: SEND_BUFFER,
-        ..Config::default()
-    });
+    let config = quiet(
+        Config::default()
+            .max_frame_body(FRAME)
+            .stream_send_buffer(SEND_BUFFER),
+    );
     run(async move {
         let (mux, driver, mut mock) = mock_pair(config).await;
         handshake(&mut mock).await;

@@ -337,11 +337,9 @@ fn streams_nobody_reads_never_stop_pings_or_a_fresh_stream() {
     const PER_STREAM: usize = 1 << 20;
     const FRESH: &[u8] = b"fresh";
     run(async {
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(200)),
-            ping_timeout: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_millis(200)))
+            .ping_timeout(Duration::from_secs(1));
         let limit = config.session_receive_buffer;
         let pair = smol_pair(config.clone(), config).await;
 
@@ -528,28 +526,19 @@ fn a_session_with_echoes_and_closes(config: Config) {
 /// panicked at its first PING.
 #[test]
 fn a_ping_timeout_of_duration_max_is_valid_and_never_overflows_the_clock() {
-    a_session_with_echoes_and_closes(Config {
-        ping_timeout: Duration::MAX,
-        ..Config::default()
-    });
+    a_session_with_echoes_and_closes(Config::default().ping_timeout(Duration::MAX));
 }
 
 /// Before, scheduling the next PING (`now + ping_interval`) overflowed the clock and the driver
 /// panicked once the start-up PINGs were answered.
 #[test]
 fn a_ping_interval_of_duration_max_is_valid_and_never_overflows_the_clock() {
-    a_session_with_echoes_and_closes(Config {
-        ping_interval: Some(Duration::MAX),
-        ..Config::default()
-    });
+    a_session_with_echoes_and_closes(Config::default().ping_interval(Some(Duration::MAX)));
 }
 
 #[test]
 fn a_close_timeout_of_duration_max_is_valid_and_never_overflows_the_clock() {
-    a_session_with_echoes_and_closes(Config {
-        close_timeout: Duration::MAX,
-        ..Config::default()
-    });
+    a_session_with_echoes_and_closes(Config::default().close_timeout(Duration::MAX));
 }
 
 // ----- close_timeout, GOAWAY, refusals -----
@@ -559,10 +548,7 @@ fn a_close_timeout_of_duration_max_is_valid_and_never_overflows_the_clock() {
 #[test]
 fn close_timeout_aborts_the_streams_left_open_and_close_reports_timed_out() {
     run(async {
-        let a_config = Config {
-            close_timeout: Duration::from_millis(300),
-            ..Config::default()
-        };
+        let a_config = Config::default().close_timeout(Duration::from_millis(300));
         let Pair {
             a,
             b,
@@ -687,10 +673,7 @@ fn after_the_peers_close_open_fails_with_not_connected_and_accept_drains_the_bac
 #[test]
 fn a_refused_stream_fails_its_reads_with_connection_refused() {
     run(async {
-        let b_config = Config {
-            accept_backlog: 1,
-            ..Config::default()
-        };
+        let b_config = Config::default().accept_backlog(1);
         let pair = smol_pair(Config::default(), b_config).await;
         let mut streams = Vec::new();
         for i in 0u8..3 {

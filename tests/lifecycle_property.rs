@@ -1124,12 +1124,10 @@ struct Link {
 
 fn run_case(ops: &[Op], link: Link) -> Result<(), TestCaseError> {
     let (a_end, b_end) = pipe::duplex(64 << 10, link.faults, link.faults, link.seed);
-    let config = Config {
-        ping_interval: None,
-        close_timeout: CLOSE_TIMEOUT,
-        max_frame_body: link.max_frame_body,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .ping_interval(None)
+        .close_timeout(CLOSE_TIMEOUT)
+        .max_frame_body(link.max_frame_body);
     let (a_read, a_write) = futures_lite::io::split(a_end);
     let (b_read, b_write) = futures_lite::io::split(b_end);
     let ((a, a_driver), (b, b_driver)) = if link.eof_on_close {
@@ -1358,11 +1356,9 @@ fn close_timeout_aborts_what_the_peer_leaves_open() {
         cut_after: None,
     };
     let (a_end, b_end) = pipe::duplex(64 << 10, faults, faults, 11);
-    let config = Config {
-        ping_interval: None,
-        close_timeout: CLOSE_TIMEOUT,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .ping_interval(None)
+        .close_timeout(CLOSE_TIMEOUT);
     let (a_read, a_write) = futures_lite::io::split(a_end);
     let (b_read, b_write) = futures_lite::io::split(b_end);
     let (a, a_driver) = Mux::new(a_read, NoEofOnClose(a_write), config.clone());

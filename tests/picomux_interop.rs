@@ -499,10 +499,7 @@ async fn relayed_session_pair(
 #[test]
 fn picomux_ping_is_answered_by_smolmux() {
     run(|ex| async move {
-        let config = Config {
-            ping_interval: None,
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(None);
         let (mux, mut pico, from_smolmux, from_picomux) = relayed_session_pair(&ex, config).await;
         wait_until("picomux last_latency", || pico.last_latency().is_some()).await;
 
@@ -530,10 +527,7 @@ fn picomux_ping_is_answered_by_smolmux() {
 #[test]
 fn smolmux_first_ping_is_answered_by_picomux() {
     run(|ex| async move {
-        let config = Config {
-            ping_interval: None,
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(None);
         let (mux, pico, from_smolmux, from_picomux) = relayed_session_pair(&ex, config).await;
         wait_until("smolmux last_rtt", || mux.last_rtt().is_some()).await;
         assert!(from_picomux.pongs.load(Ordering::SeqCst) >= 1);
@@ -549,11 +543,9 @@ fn smolmux_first_ping_is_answered_by_picomux() {
 #[test]
 fn smolmux_periodic_pings_are_answered_by_picomux() {
     run(|ex| async move {
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(200)),
-            ping_timeout: Duration::from_secs(30),
-            ..Config::default()
-        };
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_millis(200)))
+            .ping_timeout(Duration::from_secs(30));
         let (mux, pico, from_smolmux, from_picomux) = relayed_session_pair(&ex, config).await;
         wait_until("smolmux last_rtt", || mux.last_rtt().is_some()).await;
         wait_until("5 PONGs from picomux", || {

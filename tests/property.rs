@@ -150,11 +150,9 @@ async fn acceptor(mut stream: Stream, index: usize, plan: StreamPlan) {
 
 fn run(plans: Vec<StreamPlan>, faults: Faults, seed: u64) {
     let (a_end, b_end) = pipe::duplex(64 << 10, faults, faults, seed);
-    let config = Config {
-        ping_interval: None,
-        max_frame_body: 1 + (seed as usize % 65_535),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .ping_interval(None)
+        .max_frame_body(1 + (seed as usize % 65_535));
     let (a_read, a_write) = futures_lite::io::split(a_end);
     let (b_read, b_write) = futures_lite::io::split(b_end);
     let (a, a_driver) = Mux::new(a_read, a_write, config.clone());

@@ -55,11 +55,7 @@ fn echo_over_from_io() {
 fn thousand_concurrent_streams_echo_distinct_patterns() {
     const STREAMS: usize = 1000;
     run(async {
-        let config = Config {
-            max_streams: 4096,
-            accept_backlog: 2048,
-            ..Config::default()
-        };
+        let config = Config::default().max_streams(4096).accept_backlog(2048);
         let pair = smol_pair(config.clone(), config).await;
         let _server = spawn_echo_server(pair.b.clone());
         let clients: Vec<_> = (0..STREAMS)
@@ -345,14 +341,8 @@ fn stalled_reader_blocks_writer_within_buffers_then_everything_arrives() {
     const TOTAL: u64 = 16 << 20;
     const SEND_BUF: usize = 64 << 10;
     run(async {
-        let a_config = Config {
-            stream_send_buffer: SEND_BUF,
-            ..Config::default()
-        };
-        let b_config = Config {
-            stream_receive_buffer: MIN_RECV,
-            ..Config::default()
-        };
+        let a_config = Config::default().stream_send_buffer(SEND_BUF);
+        let b_config = Config::default().stream_receive_buffer(MIN_RECV);
         let pair = smol_pair(a_config, b_config).await;
         let mut writer = pair.a.open(b"stalled").await.unwrap();
         let mut reader = pair.b.accept().await.unwrap();
@@ -431,15 +421,10 @@ async fn stalled_readers_bound_the_session_receive_buffer() {
     const SEND_BUF: usize = 64 << 10;
     // Each stream may hold up to MIN_RECV; four of them could hold four times the session's.
     const SESSION_LIMIT: usize = MIN_RECV;
-    let a_config = Config {
-        stream_send_buffer: SEND_BUF,
-        ..Config::default()
-    };
-    let b_config = Config {
-        stream_receive_buffer: MIN_RECV,
-        session_receive_buffer: SESSION_LIMIT,
-        ..Config::default()
-    };
+    let a_config = Config::default().stream_send_buffer(SEND_BUF);
+    let b_config = Config::default()
+        .stream_receive_buffer(MIN_RECV)
+        .session_receive_buffer(SESSION_LIMIT);
     let pair = smol_pair(a_config, b_config).await;
     let mut writers = Vec::new();
     for i in 0..STREAMS {
@@ -507,10 +492,7 @@ fn readers_that_read_once_then_stall_do_not_stop_other_streams() {
     const STREAMS: u64 = 20;
     const SESSION_LIMIT: usize = 512 * 65_535;
     run(async {
-        let b_config = Config {
-            session_receive_buffer: SESSION_LIMIT,
-            ..Config::default()
-        };
+        let b_config = Config::default().session_receive_buffer(SESSION_LIMIT);
         assert_eq!(b_config.stream_receive_buffer / 65_535, 64);
         let pair = smol_pair(Config::default(), b_config).await;
         let mut stalled = Vec::new();
@@ -585,11 +567,9 @@ fn a_burst_of_frames_past_the_session_limit_resets_the_stream_read_longest_ago()
     const FRAME: usize = 65_535;
     const LIMIT: usize = MIN_RECV; // 655,350 bytes: ten full frames
     run(async {
-        let config = Config {
-            stream_receive_buffer: MIN_RECV,
-            session_receive_buffer: LIMIT,
-            ..Config::default()
-        };
+        let config = Config::default()
+            .stream_receive_buffer(MIN_RECV)
+            .session_receive_buffer(LIMIT);
         let (mux, driver, mut mock) = mock_peer::mock_pair_unspawned(config).await;
         let paused = Arc::new(AtomicBool::new(false));
         let waker = Arc::new(Mutex::new(None::<Waker>));
@@ -657,10 +637,7 @@ fn a_burst_of_frames_past_the_session_limit_resets_the_stream_read_longest_ago()
 #[test]
 fn ping_rtt_is_measured() {
     run(async {
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(50)),
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(Some(Duration::from_millis(50)));
         let start = Instant::now();
         let pair = smol_pair(config.clone(), config).await;
         eventually("A measured a round trip", || pair.a.last_rtt().is_some()).await;
@@ -680,10 +657,7 @@ fn ping_rtt_is_measured() {
 #[test]
 fn pings_repeat_every_interval_with_at_most_one_outstanding() {
     run(async {
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(50)),
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(Some(Duration::from_millis(50)));
         let (mux, _driver, mut mock) = mock_pair(config).await;
         let first = mock.expect_ping().await;
         assert!(first.smolmux);
@@ -709,11 +683,9 @@ fn pings_repeat_every_interval_with_at_most_one_outstanding() {
 #[test]
 fn ping_timeout_ends_session_with_timed_out() {
     run(async {
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(100)),
-            ping_timeout: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_millis(100)))
+            .ping_timeout(Duration::from_secs(1));
         let (mux, driver, mut mock) = mock_pair(config).await;
         mock.answer_pings = false;
         mock.expect_ping().await; // never answered
@@ -740,11 +712,9 @@ fn connection_cut_mid_frame_fails_every_pending_operation() {
     const PER_SIDE: u32 = 20;
     const SEND_BUF: usize = 8 << 10;
     run(async {
-        let config = Config {
-            stream_send_buffer: SEND_BUF,
-            max_frame_body: 1024,
-            ..Config::default()
-        };
+        let config = Config::default()
+            .stream_send_buffer(SEND_BUF)
+            .max_frame_body(1024);
         let (mux, driver, mut mock) = mock_pair(config).await;
         mock.handshake().await;
         let syns: Vec<Vec<u8>> = (1..=PER_SIDE).map(|id| syn(id, b"remote")).collect();
@@ -847,11 +817,9 @@ fn pending_operations_fail_when_the_peer_socket_is_dropped() {
     const PER_SIDE: usize = 10;
     const SEND_BUF: usize = 16 << 10;
     run(async {
-        let a_config = Config {
-            stream_send_buffer: SEND_BUF,
-            max_frame_body: 4096,
-            ..Config::default()
-        };
+        let a_config = Config::default()
+            .stream_send_buffer(SEND_BUF)
+            .max_frame_body(4096);
         let Pair {
             a,
             b,
@@ -956,10 +924,7 @@ fn open_after_session_died_fails_at_once() {
 fn accept_backlog_overflow_is_refused_with_fin_and_session_goes_on() {
     const BACKLOG: u32 = 8;
     run(async {
-        let config = Config {
-            accept_backlog: BACKLOG as usize,
-            ..Config::default()
-        };
+        let config = Config::default().accept_backlog(BACKLOG as usize);
         let (mux, _driver, mut mock) = mock_pair(config).await;
         mock.handshake().await;
         let syns: Vec<Vec<u8>> = (0..BACKLOG + 5)
@@ -1004,11 +969,7 @@ fn accept_backlog_overflow_is_refused_with_fin_and_session_goes_on() {
 #[test]
 fn max_streams_overflow_is_refused_with_fin_and_open_waits_for_a_free_slot() {
     run(async {
-        let config = Config {
-            max_streams: 4,
-            accept_backlog: 64,
-            ..Config::default()
-        };
+        let config = Config::default().max_streams(4).accept_backlog(64);
         let (mux, _driver, mut mock) = mock_pair(config).await;
         mock.handshake().await;
         let syns: Vec<Vec<u8>> = (1..=9).map(|id| syn(id, b"")).collect();
@@ -1049,10 +1010,7 @@ fn max_streams_overflow_is_refused_with_fin_and_open_waits_for_a_free_slot() {
 #[test]
 fn refused_opens_fail_with_the_reason_and_free_their_slots() {
     run(async {
-        let b_config = Config {
-            accept_backlog: 2,
-            ..Config::default()
-        };
+        let b_config = Config::default().accept_backlog(2);
         let pair = smol_pair(Config::default(), b_config).await;
         let mut streams = Vec::new();
         for i in 0u8..5 {
@@ -1193,10 +1151,7 @@ fn mux_close_fins_every_stream_after_its_queued_bytes() {
     const LEN: u64 = 800_000;
     run(async {
         // A send buffer large enough that every write completes while B reads nothing.
-        let a_config = Config {
-            stream_send_buffer: 1 << 20,
-            ..Config::default()
-        };
+        let a_config = Config::default().stream_send_buffer(1 << 20);
         let pair = smol_pair(a_config, Config::default()).await;
         let mut streams = Vec::new();
         for i in 0..STREAMS {
@@ -1242,18 +1197,9 @@ fn mux_close_fins_every_stream_after_its_queued_bytes() {
 fn invalid_config_fails_driver_and_every_operation_with_invalid_input() {
     run(async {
         let cases = [
+            (Config::default().max_streams(0), "max_streams"),
             (
-                Config {
-                    max_streams: 0,
-                    ..Config::default()
-                },
-                "max_streams",
-            ),
-            (
-                Config {
-                    stream_receive_buffer: 1000,
-                    ..Config::default()
-                },
+                Config::default().stream_receive_buffer(1000),
                 "stream_receive_buffer",
             ),
         ];

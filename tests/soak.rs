@@ -61,20 +61,18 @@ const TABLE_LEN: usize = 2 << 20;
 /// Bytes of the trailer a bulk stream's acceptor sends after its data.
 const TRAILER_LEN: usize = 32;
 
-/// The settings of both sides: tighter than the defaults, so that the workload reaches the
-/// receive and send limits and the high-water marks are checked against them.
+/// The settings of both sides: tighter than the defaults where the workload can reach the
+/// limits, so that the high-water marks are checked against them.
 fn soak_config() -> Config {
-    Config {
-        stream_receive_buffer: 1 << 20,
+    Config::default()
+        .stream_receive_buffer(1 << 20)
         // Room for the initial 10 frames of every stream the workload runs at once (about 80,
         // 640 KiB each at most): past the budget, the stream read longest ago is reset (a
         // designed loss that `tests/session.rs` covers), and the soak checks for no loss.
-        session_receive_buffer: 64 << 20,
-        stream_send_buffer: 128 << 10,
-        ping_interval: Some(Duration::from_secs(1)),
-        ping_timeout: Duration::from_secs(30),
-        ..Config::default()
-    }
+        .session_receive_buffer(64 << 20)
+        .stream_send_buffer(128 << 10)
+        .ping_interval(Some(Duration::from_secs(1)))
+        .ping_timeout(Duration::from_secs(30))
 }
 
 // ----- kinds of streams -----

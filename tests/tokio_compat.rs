@@ -124,10 +124,7 @@ async fn pings_measure_rtt_under_tokio() {
     tokio::time::timeout(GUARD, async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = Config {
-            ping_interval: Some(Duration::from_millis(50)),
-            ..Config::default()
-        };
+        let config = Config::default().ping_interval(Some(Duration::from_millis(50)));
         let client_config = config.clone();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
