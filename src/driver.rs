@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
+use crate::frame::foreign_protocol_hint;
 use crate::read_buffer::{ReadBuffer, SHORT_READ};
 use crate::shared::Shared;
 use crate::transmit::Transmit;
@@ -264,14 +265,18 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
             Err(err) => return io_failure(&shared, "read", err),
         };
         if n == 0 {
-            let partial = buffer.pending_len();
+            let partial = buffer.pending();
+            let hint = foreign_protocol_hint(partial);
             shared.with(|s| {
-                if partial == 0 {
+                if partial.is_empty() {
                     s.on_eof();
                 } else {
                     s.fail(
                         io::ErrorKind::UnexpectedEof,
-                        format!("connection closed in the middle of a frame ({partial} bytes of it received)"),
+                        format!(
+                            "connection closed in the middle of a frame ({} bytes of it received){hint}",
+                            partial.len()
+                        ),
                     );
                 }
             });

@@ -131,12 +131,14 @@ impl Header {
 }
 
 /// What the first bytes of a connection look like when they are not a frame but another
-/// protocol (a peer, or a port, that is not what the user thinks), as a hint for the error.
-fn foreign_protocol_hint(bytes: &[u8; HEADER_LEN]) -> &'static str {
+/// protocol (a peer, or a port, that is not what the user thinks), as a hint for the error; ""
+/// when they look like nothing known. Also used on the partial header left at the end of a
+/// connection (a TLS alert is 7 bytes, shorter than a header).
+pub(crate) fn foreign_protocol_hint(bytes: &[u8]) -> &'static str {
     let starts = |prefix: &[u8]| bytes.starts_with(prefix);
-    if bytes[0] == 0x16 && bytes[1] == 0x03 {
+    if starts(&[0x16, 0x03]) {
         ": this looks like a TLS handshake; does the peer expect TLS?"
-    } else if bytes[0] == 0x15 && bytes[1] == 0x03 {
+    } else if starts(&[0x15, 0x03]) {
         ": this looks like a TLS alert; is one side speaking TLS and the other not?"
     } else if starts(b"HTTP/") {
         ": this looks like an HTTP response; is the peer an HTTP server?"
@@ -365,6 +367,10 @@ mod tests {
         }
         let err = Header::decode(&header_bytes(2, 0, 0, 1)).unwrap_err();
         assert!(!err.to_string().contains("looks like"), "{err}");
+        // A TLS alert is shorter than a header: the hint works on what arrived.
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+        assert!(foreign_protocol_hint(&alert).contains("TLS alert"));
+        assert_eq!(foreign_protocol_hint(&[1, 2, 0]), "");
     }
 
     #[test]

@@ -57,8 +57,10 @@ impl ReadBuffer {
     }
 
     /// Received bytes not yet decoded.
-    pub(crate) fn pending_len(&self) -> usize {
-        self.pending.as_ref().map_or(0, |(_, range)| range.len())
+    pub(crate) fn pending(&self) -> &[u8] {
+        self.pending
+            .as_ref()
+            .map_or(&[], |(index, range)| &self.segments[*index][range.clone()])
     }
 
     /// Reads once from `read` into a free segment, after the bytes still pending; the number of
@@ -197,7 +199,7 @@ mod tests {
             !lies_in(&got[1].1, &segment),
             "the small body holds the segment"
         );
-        assert_eq!(buffer.pending_len(), 0);
+        assert_eq!(buffer.pending().len(), 0);
     }
 
     #[test]
@@ -208,7 +210,7 @@ mod tests {
         fill_from(&mut buffer, first);
         let one = frames(&mut buffer);
         assert_eq!(one.len(), 1);
-        assert_eq!(buffer.pending_len(), 45_000 - 30_008);
+        assert_eq!(buffer.pending().len(), 45_000 - 30_008);
         // The first body still holds segment 0, so the rest goes into segment 1.
         fill_from(&mut buffer, second);
         let two = frames(&mut buffer);
