@@ -1,0 +1,73 @@
+//! Liveness: PINGs, PONGs, the round trip, and the timers the driver fires.
+
+use super::*;
+
+impl Session {
+    /// The next instant at which [`Session::on_timeout`] has something to do.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        let hold_deadline = match (self.held.is_empty(), self.liveness.ping_sent_at) {
+            (false, Some(sent)) => self
+                .queue_limit()
+                .and_then(|limit| sent.checked_add(limit.saturating_mul(MAX_HOLD_FACTOR))),
+            _ => None,
+        };
+        [
+            self.ping_deadline(),
+            self.liveness.next_ping_at,
+            hold_deadline,
+            self.close_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the PONG to our outstanding PING is overdue, if it can be (durations too long to
+    /// add to the clock mean never).
+    pub(super) fn ping_deadline(&self) -> Option<Instant> {
+        self.liveness.interval?;
+        self.liveness
+            .ping_sent_at?
+            .checked_add(self.liveness.timeout)
+    }
+
+    /// Fires timers due at `now`: a PING timed out, or the next PING is due.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if self.end().is_some() {
+            return;
+        }
+        if self.ping_deadline().is_some_and(|at| now >= at) {
+            let timeout = self.liveness.timeout;
+            self.fail(
+                io::ErrorKind::TimedOut,
+                format!("ping timeout: no PONG from the peer within {timeout:?}"),
+            );
+            return;
+        }
+        self.on_close_deadline(now);
+        if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
+            self.liveness.next_ping_at = None;
+            self.liveness.ping_wanted = true;
+            self.wake_writer();
+            // A session that sent no data for a whole interval gives its spent chunks back.
+            if self.psh_sent == self.psh_sent_at_keepalive {
+                self.chunks.clear();
+            }
+            self.psh_sent_at_keepalive = self.psh_sent;
+        }
+        if !self.held.is_empty() && !self.queue_too_long(now) {
+            // The PONG is too late to wait for: release the held streams (this also ends the
+            // hold deadline, so the timer does not fire again).
+            self.data_queue.extend(self.held.drain(..));
+            self.wake_writer();
+        }
+    }
+
+    pub(crate) fn set_timer_waker(&mut self, waker: &Waker) {
+        self.timer_waker = Some(waker.clone());
+    }
+
+    pub(crate) fn last_rtt(&self) -> Option<Duration> {
+        self.liveness.last_rtt
+    }
+}

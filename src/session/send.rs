@@ -1,0 +1,257 @@
+//! The send scheduler: control frames first, then one frame per stream in turn, with bulk
+//! frames held back while the queue ahead of messages is too long.
+
+use super::*;
+
+impl Session {
+    pub(super) fn wake_writer(&mut self) {
+        self.wake.extend(self.writer_waker.take());
+    }
+
+    pub(crate) fn set_writer_waker(&mut self, waker: &Waker) {
+        self.writer_waker = Some(waker.clone());
+    }
+
+    pub(super) fn schedule_data(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !stream.data_scheduled && stream.next_data_frame().is_some() {
+            stream.data_scheduled = true;
+            self.data_queue.push_back(id);
+            self.wake_writer();
+        }
+    }
+
+    /// Encodes frames to send into `out` until it holds at least `budget` bytes or nothing is
+    /// ready. Control frames go first; then streams take turns, one frame each (round-robin), so
+    /// one bulk stream cannot starve the others.
+    pub(crate) fn poll_transmit(&mut self, out: &mut Transmit, budget: usize, now: Instant) {
+        if self.end().is_some() || self.silent() {
+            return;
+        }
+        let hold_bulk = self.queue_too_long(now);
+        if !hold_bulk {
+            self.data_queue.extend(self.held.drain(..));
+        }
+        let was_holding = !self.held.is_empty();
+        while out.len() < budget {
+            if self.encode_control(out, now) {
+                continue;
+            }
+            let Some(id) = self.data_queue.pop_front() else {
+                break;
+            };
+            if hold_bulk && self.sends_bulk(id) {
+                self.held.push(id);
+                continue;
+            }
+            self.encode_data(id, out);
+        }
+        if !was_holding && !self.held.is_empty() {
+            // The timer must learn the deadline that ends the hold.
+            self.wake.extend(self.timer_waker.take());
+        }
+        if !self.is_open() {
+            // The FINs just encoded may have finished the last streams.
+            self.progress();
+            if self.bye_due() {
+                tracing::debug!("BYE sent");
+                self.farewell.bye_sent = true;
+                out.encode(|b| Signal::Bye.encode_frame(b, 0));
+            }
+        }
+    }
+
+    /// Whether messages are flowing and the PING measuring the queue ahead of them is overdue
+    /// (see [`QUEUE_ALLOWANCE`]).
+    pub(super) fn queue_too_long(&self, now: Instant) -> bool {
+        let (Some(sent), Some(limit)) = (self.liveness.ping_sent_at, self.queue_limit()) else {
+            return false;
+        };
+        let waited = now.saturating_duration_since(sent);
+        self.lately_messaging().is_some()
+            && waited > limit
+            && waited < limit.saturating_mul(MAX_HOLD_FACTOR)
+    }
+
+    pub(super) fn queue_limit(&self) -> Option<Duration> {
+        self.liveness
+            .min_rtt
+            .map(|rtt| rtt.saturating_mul(2).saturating_add(QUEUE_ALLOWANCE))
+    }
+
+    /// Whether the next frame of stream `id` is a PSH too big to be a message.
+    pub(super) fn sends_bulk(&self, id: u32) -> bool {
+        let message_max = self.config.max_frame_body / INTERLEAVED_FRAME_DIVISOR;
+        self.streams.get(&id).is_some_and(|stream| {
+            stream.next_data_frame() == Some(DataFrame::Psh) && stream.send_buf.len() >= message_max
+        })
+    }
+
+    /// Encodes one control frame, if any is waiting.
+    pub(super) fn encode_control(&mut self, out: &mut Transmit, now: Instant) -> bool {
+        if self.liveness.pong_owed {
+            self.liveness.pong_owed = false;
+            tracing::trace!("PONG sent");
+            out.encode(|b| encode_frame(b, Command::Pong, 0, b""));
+            return true;
+        }
+        if self.goaway_due() {
+            tracing::debug!("GOAWAY sent");
+            self.farewell.goaway_sent = true;
+            out.encode(|b| Signal::GoAway.encode_frame(b, 0));
+            return true;
+        }
+        if self.liveness.ping_wanted
+            && self.liveness.ping_sent_at.is_none()
+            && !self.farewell.bye_received
+        {
+            self.liveness.ping_wanted = false;
+            self.liveness.ping_sent_at = Some(now);
+            let next_ping_in_ms = self
+                .liveness
+                .interval
+                .map_or(u32::MAX, |d| d.as_millis().min(u32::MAX as u128) as u32);
+            let ping = PingInfo {
+                next_ping_in_ms,
+                smolmux: true,
+            };
+            tracing::trace!("PING sent");
+            out.encode(|b| ping.encode_frame(b));
+            self.wake.extend(self.timer_waker.take());
+            return true;
+        }
+        if let Some((id, why)) = self.refusals.pop_front() {
+            // A FIN with a reason: a smolmux opener sees its reads and writes fail with it (an
+            // empty FIN would read as a half-close, and its writes would wait for credits that
+            // never come); a picomux opener sees its stream end.
+            tracing::trace!(id, why, "refusal sent");
+            out.encode(|b| encode_frame(b, Command::Fin, id, why.as_bytes()));
+            self.wake_reader_if_room();
+            return true;
+        }
+        if self.encode_stream_grant(out) {
+            return true;
+        }
+        while let Some(id) = self.grant_queue.pop_front() {
+            let limit = self.window_limit(id);
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.grant_scheduled = false;
+            let credits = stream.free_window(limit).min(u16::MAX.into());
+            if credits == 0 || !matches!(stream.recv, RecvState::Open) {
+                continue;
+            }
+            stream.peer_credits += credits;
+            tracing::trace!(id, credits, "MORE sent");
+            out.encode(|b| encode_frame(b, Command::More, id, &(credits as u16).to_le_bytes()));
+            return true;
+        }
+        false
+    }
+
+    /// Encodes the next frame of stream `id` and puts it back in line if it has more to send.
+    pub(super) fn encode_data(&mut self, id: u32, out: &mut Transmit) {
+        let max_body = self.config.max_frame_body;
+        let message_max = max_body / INTERLEAVED_FRAME_DIVISOR;
+        let frame_max = if self.lately_messaging().is_some_and(|sender| sender != id) {
+            message_max.max(1)
+        } else {
+            max_body
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.data_scheduled = false;
+        match stream.next_data_frame() {
+            None => {}
+            Some(DataFrame::StopSending) => {
+                stream.stop_owed = false;
+                tracing::debug!(id, "STOP_SENDING sent");
+                out.encode(|b| Signal::StopSending.encode_frame(b, id));
+            }
+            Some(DataFrame::Syn) => {
+                let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
+                tracing::trace!(id, len = metadata.len(), "SYN sent");
+                out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
+                // Wake a flush waiting for the SYN to go.
+                self.wake.extend(stream.write_waker.take());
+            }
+            Some(DataFrame::Psh) => {
+                // Split what is queued evenly over the fewest frames, so a 64 KiB write does
+                // not cost a second credit for a 1-byte tail.
+                let queued = stream.send_buf.len();
+                let len = queued.div_ceil(queued.div_ceil(frame_max));
+                self.psh_sent += 1;
+                if len < queued || len >= message_max {
+                    self.last_bulk = Some(self.psh_sent);
+                } else if !stream.mid_burst {
+                    self.last_message = Some((self.psh_sent, id));
+                }
+                stream.mid_burst = len < queued;
+                tracing::trace!(id, len, "PSH sent");
+                let header = Header {
+                    command: Command::Psh,
+                    body_len: len as u16,
+                    stream_id: id,
+                };
+                out.encode(|b| header.encode(b));
+                stream.send_buf.take(len, &mut self.chunks, |piece| {
+                    if piece.len() >= SHARED_BODY_MIN {
+                        out.push_shared(piece);
+                    } else {
+                        out.encode(|b| b.extend_from_slice(&piece));
+                    }
+                });
+                stream.send_credits -= 1;
+                self.send_buffered -= len;
+                // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
+                self.wake.extend(stream.write_waker.take());
+            }
+            Some(DataFrame::Fin) => {
+                let wire = match std::mem::replace(&mut stream.send, SendState::FinSent) {
+                    SendState::AbortQueued(abort) => {
+                        stream.send = SendState::Done(SendEnd::Reset(abort.reason));
+                        abort.wire
+                    }
+                    SendState::StopQueued(lost) => {
+                        stream.send = SendState::Done(SendEnd::Stopped(lost));
+                        Bytes::new()
+                    }
+                    _ => Bytes::new(),
+                };
+                out.encode(|b| encode_frame(b, Command::Fin, id, &wire));
+                tracing::debug!(id, "FIN sent");
+                self.wake.extend(stream.write_waker.take());
+                self.maybe_remove(id);
+                return;
+            }
+        }
+        if self.queue_worth_measuring() && self.liveness.ping_sent_at.is_none() {
+            // Measure the queue this frame joins (see QUEUE_ALLOWANCE).
+            self.liveness.ping_wanted = true;
+        }
+        self.schedule_data(id);
+    }
+
+    /// Whether the PSH frame numbered `at` (in `psh_sent`) is among the last [`MESSAGE_MEMORY`].
+    pub(super) fn sent_lately(&self, at: u64) -> bool {
+        self.psh_sent - at < MESSAGE_MEMORY
+    }
+
+    /// The stream that sent the latest small message, if it did so lately: while one does,
+    /// the other streams interleave their bulk data in smaller frames.
+    pub(super) fn lately_messaging(&self) -> Option<u32> {
+        self.last_message
+            .filter(|&(at, _)| self.sent_lately(at))
+            .map(|(_, sender)| sender)
+    }
+
+    /// Whether messages and bulk frames both flow lately, so that a PING should measure the
+    /// queue the bulk frames build ahead of the messages (see [`QUEUE_ALLOWANCE`]).
+    pub(super) fn queue_worth_measuring(&self) -> bool {
+        self.lately_messaging().is_some() && self.last_bulk.is_some_and(|at| self.sent_lately(at))
+    }
+}
