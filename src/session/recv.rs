@@ -337,7 +337,6 @@ impl Session {
         }
     }
 
-
     /// Frames that windows may hold beyond their 10-frame floors, over all streams together:
     /// half the full frames `session_receive_buffer` holds. The other half is for the floors,
     /// which the protocol gives every stream without a grant: so readers that stall with full
