@@ -43,13 +43,7 @@ impl Harness {
 
     fn with_peer(config: Config, smolmux: bool) -> Self {
         let mut h = Harness::new(config);
-        let mut ping = BytesMut::new();
-        PingInfo {
-            next_ping_in_ms: 1000,
-            smolmux,
-        }
-        .encode_frame(&mut ping);
-        h.recv_raw(&ping).unwrap();
+        h.recv_ping(smolmux);
         let frames = h.transmit();
         assert_eq!(frames[0], (Command::Pong, 0, Bytes::new()));
         // A smolmux peer gets stream credits beyond the initial ones, as the backlog allows.
@@ -61,6 +55,17 @@ impl Harness {
         );
         assert!(rest.len() <= usize::from(smolmux), "{frames:?}");
         h
+    }
+
+    /// A PING from the peer, saying whether it speaks smolmux.
+    fn recv_ping(&mut self, smolmux: bool) {
+        let mut ping = BytesMut::new();
+        PingInfo {
+            next_ping_in_ms: 1000,
+            smolmux,
+        }
+        .encode_frame(&mut ping);
+        self.recv_raw(&ping).unwrap();
     }
 
     fn recv(&mut self, command: Command, id: u32, body: &[u8]) -> Result<(), ProtocolError> {

@@ -173,13 +173,7 @@ fn a_stream_dropped_before_the_peers_first_ping_still_tells_a_smolmux_peer_to_st
     h.accept();
     h.s.app_drop(1, h.now);
     assert_eq!(commands(&h.transmit()), vec![Command::Fin], "not known yet");
-    let mut ping = BytesMut::new();
-    PingInfo {
-        next_ping_in_ms: 1000,
-        smolmux: true,
-    }
-    .encode_frame(&mut ping);
-    h.recv_raw(&ping).unwrap();
+    h.recv_ping(true);
     let frames = h.transmit();
     assert!(
         frames.contains(&(Command::Nop, 1, Bytes::from_static(&[1]))),
@@ -340,13 +334,7 @@ fn after_our_bye_nothing_more_is_sent_not_even_a_pong() {
     h.s.app_close_session(h.now);
     goaway(&mut h);
     assert_eq!(signals(&h.transmit()), vec![Signal::GoAway, Signal::Bye]);
-    let mut ping = BytesMut::new();
-    PingInfo {
-        next_ping_in_ms: 1000,
-        smolmux: true,
-    }
-    .encode_frame(&mut ping);
-    h.recv_raw(&ping).unwrap();
+    h.recv_ping(true);
     assert!(h.transmit().is_empty());
 }
 
@@ -421,13 +409,7 @@ fn a_close_waits_for_the_peers_first_ping_to_know_how_to_end() {
         !h.s.should_close_write(),
         "picomux or smolmux? not known yet"
     );
-    let mut ping = BytesMut::new();
-    PingInfo {
-        next_ping_in_ms: 1000,
-        smolmux: false,
-    }
-    .encode_frame(&mut ping);
-    h.recv_raw(&ping).unwrap();
+    h.recv_ping(false);
     h.transmit();
     assert!(
         h.s.should_close_write(),
@@ -484,13 +466,7 @@ fn durations_too_long_for_the_clock_mean_never() {
 #[test]
 fn opens_past_the_initial_stream_credits_wait_for_a_smolmux_peers_grant() {
     let mut h = Harness::new(Config::default());
-    let mut ping = BytesMut::new();
-    PingInfo {
-        next_ping_in_ms: 1000,
-        smolmux: true,
-    }
-    .encode_frame(&mut ping);
-    h.recv_raw(&ping).unwrap();
+    h.recv_ping(true);
     for _ in 0..admission::INITIAL_STREAM_CREDITS {
         h.open();
     }
