@@ -1,10 +1,11 @@
 //! An echo server and client over smolmux, on async-std.
 //!
 //! ```text
-//! cargo run --example echo_async_std                            # both ends in this process
-//! cargo run --example echo_async_std -- server 127.0.0.1:7000   # just the server
-//! cargo run --example echo_async_std -- client localhost:7000    # just the client
-//! cargo run --example echo_async_std -- --help
+//! # from the repository's root (this example is in the workspace member testsuite/)
+//! cargo run --release -p smolmux-testsuite --example echo_async_std                            # both ends in this process
+//! cargo run --release -p smolmux-testsuite --example echo_async_std -- server 127.0.0.1:7000   # just the server
+//! cargo run --release -p smolmux-testsuite --example echo_async_std -- client localhost:7000    # just the client
+//! cargo run -p smolmux-testsuite --example echo_async_std -- --help
 //! ```
 //!
 //! The same program as `echo_smol`, on another executor: smolmux needs only `AsyncRead` and

@@ -1,10 +1,11 @@
 //! An echo server and client over smolmux, on tokio.
 //!
 //! ```text
-//! cargo run --example tokio_echo                            # both ends in this process
-//! cargo run --example tokio_echo -- server 127.0.0.1:7000   # just the server
-//! cargo run --example tokio_echo -- client localhost:7000    # just the client
-//! cargo run --example tokio_echo -- --help
+//! # from the repository's root (this example is in the workspace member testsuite/)
+//! cargo run --release -p smolmux-testsuite --example tokio_echo                            # both ends in this process
+//! cargo run --release -p smolmux-testsuite --example tokio_echo -- server 127.0.0.1:7000   # just the server
+//! cargo run --release -p smolmux-testsuite --example tokio_echo -- client localhost:7000    # just the client
+//! cargo run -p smolmux-testsuite --example tokio_echo -- --help
 //! ```
 //!
 //! smolmux works with the `futures-io` traits; tokio's sockets implement tokio's own

@@ -1,21 +1,22 @@
 //! A TCP port forwarder: many TCP connections carried over one multiplexed connection, on smol.
 //!
 //! ```text
+//! # from the repository's root (this example is in the workspace member testsuite/);
 //! # the far end: accepts tunnel connections and connects to the targets the client names
-//! cargo run --example tunnel -- server --listen 127.0.0.1:7100
+//! cargo run --release -p smolmux-testsuite --example tunnel -- server --listen 127.0.0.1:7100
 //! # the near end: listens locally, forwards each connection as one stream to TARGET
-//! cargo run --example tunnel -- client --server 127.0.0.1:7100 --local 127.0.0.1:7200 --target 127.0.0.1:8000
+//! cargo run --release -p smolmux-testsuite --example tunnel -- client --server 127.0.0.1:7100 --local 127.0.0.1:7200 --target 127.0.0.1:8000
 //!
 //! # the same over TLS: the server makes a self-signed certificate at start-up and writes it
 //! # (DER) to --cert; the client trusts exactly that certificate
-//! cargo run --example tunnel -- server --listen 127.0.0.1:7100 --tls --cert /tmp/tunnel.der
-//! cargo run --example tunnel -- client --server 127.0.0.1:7100 --local 127.0.0.1:7200 \
+//! cargo run --release -p smolmux-testsuite --example tunnel -- server --listen 127.0.0.1:7100 --tls --cert /tmp/tunnel.der
+//! cargo run --release -p smolmux-testsuite --example tunnel -- client --server 127.0.0.1:7100 --local 127.0.0.1:7200 \
 //!     --target 127.0.0.1:8000 --tls --cert /tmp/tunnel.der
 //!
 //! # over one WebSocket connection (through HTTP proxies that forward WebSocket upgrades);
 //! # with --tls too, that is wss://
-//! cargo run --example tunnel -- server --listen 127.0.0.1:7100 --ws
-//! cargo run --example tunnel -- client --server localhost:7100 --local 127.0.0.1:7200 \
+//! cargo run --release -p smolmux-testsuite --example tunnel -- server --listen 127.0.0.1:7100 --ws
+//! cargo run --release -p smolmux-testsuite --example tunnel -- client --server localhost:7100 --local 127.0.0.1:7200 \
 //!     --target 127.0.0.1:8000 --ws
 //! ```
 //!

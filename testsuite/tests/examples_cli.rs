@@ -1,8 +1,10 @@
 //! The example programs as a user meets them: their command lines, exit codes and messages.
 //!
-//! The examples are built once per run by `cargo build --examples` (nothing to do when `cargo
-//! test` has just built them, as it does), and found from cargo's own report of what it built,
-//! so the test works with any target directory. Each run of a program has a hang guard only: a
+//! The examples are built once per run by `cargo build --workspace --examples` (nothing to do
+//! when `cargo test --workspace` has just built them, as it does), and found from cargo's own
+//! report of what it built, so the test works with any target directory. The examples live in
+//! two packages: `demo` and `echo_smol` in `smolmux` (the repository's root), the others in
+//! this one (`testsuite/examples`). Each run of a program has a hang guard only: a
 //! program that should exit but does not is killed and the test fails.
 
 use std::collections::HashMap;
@@ -34,10 +36,11 @@ fn examples() -> &'static HashMap<String, PathBuf> {
         build.args([
             "build",
             "--quiet",
+            "--workspace",
             "--examples",
             "--message-format=json-render-diagnostics",
             "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"),
         ]);
         if !cfg!(debug_assertions) {
             build.arg("--release"); // as `cargo test --release` built this test
@@ -66,7 +69,10 @@ fn examples() -> &'static HashMap<String, PathBuf> {
             .stderr(Stdio::inherit())
             .output()
             .expect("cannot run cargo");
-        assert!(output.status.success(), "cargo build --examples failed");
+        assert!(
+            output.status.success(),
+            "cargo build --workspace --examples failed"
+        );
         let mut built = HashMap::new();
         for line in String::from_utf8(output.stdout).unwrap().lines() {
             let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {

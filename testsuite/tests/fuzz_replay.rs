@@ -1,17 +1,18 @@
 //! Replays the fuzz inputs (`fuzz/seeds/` and `fuzz/corpus/`) through the fuzz harnesses under
-//! plain `cargo test`, so every input the fuzzers found interesting stays a regression test
+//! plain `cargo test --workspace`, so every input the fuzzers found interesting stays a regression test
 //! without a nightly toolchain. Running the fuzzers themselves is described in `fuzz/README.md`.
 
 #[allow(dead_code)]
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+/// `fuzz/<kind>/<target>` at the repository's root (this package is `testsuite/`).
 fn fuzz_dir(kind: &str, target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
+        .join("../fuzz")
         .join(kind)
         .join(target)
 }

@@ -43,11 +43,11 @@
 //! Both sessions learn that the peer speaks smolmux (its first PING) before the first operation.
 //! The close deadline is left out of the model (it needs the clock); one fixed test covers it.
 //!
-//! Run it with `cargo test --test lifecycle_property`: [`CASES`] random cases and the fixed
-//! ones, a few seconds in debug. A longer run of the random cases:
+//! Run it with `cargo test -p smolmux-testsuite --test lifecycle_property` (or all the tests with `cargo test
+//! --workspace`): [`CASES`] random cases and the fixed ones, a few seconds in debug. A longer run of the random cases:
 //!
 //! ```text
-//! PROPTEST_CASES=20000 cargo test --release --test lifecycle_property streams_and_sessions
+//! PROPTEST_CASES=20000 cargo test --release -p smolmux-testsuite --test lifecycle_property streams_and_sessions
 //! ```
 //!
 //! A failing case is shrunk for at most a minute (`PROPTEST_MAX_SHRINK_TIME`, in ms, changes
@@ -70,7 +70,7 @@ use proptest::test_runner::TestCaseError;
 use smol::{LocalExecutor, Task, Timer};
 use smolmux::{Config, Mux, Stream};
 
-/// Cases per `cargo test` run unless `PROPTEST_CASES` says otherwise (about a second in debug).
+/// Cases per test run unless `PROPTEST_CASES` says otherwise (about a second in debug).
 const CASES: u32 = 256;
 /// `Config::close_timeout` in the test: a drain that gets stuck shows as `TimedOut` from
 /// `Mux::close`, well before [`OP_BOUND`].

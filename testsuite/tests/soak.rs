@@ -4,7 +4,7 @@
 //! Ignored by default. Run it with
 //!
 //! ```text
-//! SOAK_SECS=60 cargo test --test soak -- --ignored soak --nocapture
+//! SOAK_SECS=60 cargo test -p smolmux-testsuite --test soak -- --ignored soak --nocapture
 //! ```
 //!
 //! (`SOAK_SECS` defaults to 30; add `--release` for a faster run.)
@@ -945,7 +945,7 @@ impl Marks {
 // ----- the test -----
 
 #[test]
-#[ignore = "soak test: run with `cargo test -- --ignored soak` (SOAK_SECS sets its length)"]
+#[ignore = "soak test: run with `cargo test -p smolmux-testsuite -- --ignored soak` (SOAK_SECS sets its length)"]
 fn soak() {
     let secs = match std::env::var("SOAK_SECS") {
         Ok(value) => value
