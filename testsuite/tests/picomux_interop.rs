@@ -50,7 +50,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let mut polls = 0u64;
     while !cond() {
         polls += 1;
-        if polls % 1000 == 0 {
+        if polls.is_multiple_of(1000) {
             eprintln!("still waiting for {what} after {polls} polls");
         }
         Timer::after(Duration::from_millis(10)).await;
