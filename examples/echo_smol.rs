@@ -1,11 +1,14 @@
 //! An echo server and client over smolmux, on smol.
 //!
 //! ```text
-//! cargo run --example echo_smol                            # both ends in this process
-//! cargo run --example echo_smol -- server 127.0.0.1:7000   # just the server
-//! cargo run --example echo_smol -- client localhost:7000    # just the client
+//! cargo run --release --example echo_smol                            # both ends in this process
+//! cargo run --release --example echo_smol -- server 127.0.0.1:7000   # just the server
+//! cargo run --release --example echo_smol -- client localhost:7000    # just the client
 //! cargo run --example echo_smol -- --help
 //! ```
+//!
+//! Its counterparts on async-std and tokio are in the workspace member `testsuite/`:
+//! `cargo run --release -p smolmux-testsuite --example echo_async_std` (or `tokio_echo`).
 //!
 //! The client opens a few streams at once over one TCP connection; the server echoes each
 //! stream back until the client half-closes it. Addresses are `HOST:PORT`, and host names are

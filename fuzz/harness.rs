@@ -1,5 +1,5 @@
 //! Fuzz harnesses, shared by the cargo-fuzz targets in `fuzz_targets/` and by the corpus replay
-//! in `tests/fuzz_replay.rs` (which runs them under plain `cargo test`).
+//! in `testsuite/tests/fuzz_replay.rs` (which runs them under `cargo test --workspace`).
 //!
 //! Both assert smolmux's promises about hostile input: no panic, memory within the configured
 //! limits, and every error an `io::Error` with a message.
