@@ -806,3 +806,140 @@ fn picomux_fin_while_smolmux_writes_fails_the_writes_instead_of_queueing() {
         assert!(mux.is_alive() && pico.is_alive());
     });
 }
+
+/// The write half of a connection whose writes can be held back: while the gate is shut,
+/// `poll_write` is pending, so the bytes a stream writes stay queued in the session above it.
+struct GatedWriter {
+    inner: TcpStream,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    shut: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl Gate {
+    fn set_shut(&self, shut: bool) {
+        self.shut.store(shut, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+
+    /// Pending while shut; the waker is stored before the second look, so opening the gate
+    /// between the two looks still wakes the writer.
+    fn poll_open(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if !self.shut.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.shut.load(Ordering::SeqCst) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+impl AsyncWrite for GatedWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.gate.poll_open(cx));
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        std::task::ready!(self.gate.poll_open(cx));
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Bytes still queued when a picomux FIN arrives are never sent (picomux ended the stream), so
+/// the `flush` and `close` that wait for them fail instead of reporting success. The connection
+/// is held back on the smolmux side so that the bytes are certainly queued when the FIN comes.
+#[test]
+fn a_picomux_fin_while_bytes_wait_to_be_sent_fails_flush_and_close() {
+    run(|ex| async move {
+        let (a, b) = tcp_pair().await;
+        let gate = Arc::new(Gate::default());
+        let writer = GatedWriter {
+            inner: a.clone(),
+            gate: gate.clone(),
+        };
+        let (mux, driver) = Mux::new(a, writer, Config::default());
+        ex.spawn(driver).detach();
+        let pico = PicoMux::new(b.clone(), b);
+        let (accepted_tx, accepted_rx) = smol::channel::bounded(1);
+        let (drop_tx, drop_rx) = smol::channel::bounded::<()>(1);
+        let acceptor = ex.spawn(async move {
+            let mut stream = pico.accept().await.unwrap();
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).await.unwrap();
+            accepted_tx.send(()).await.unwrap();
+            let _ = drop_rx.recv().await;
+            drop(stream); // picomux answers with its FIN
+            pico
+        });
+        let mut stream = mux.open(b"held back").await.unwrap();
+        stream.write_all(b"x").await.unwrap();
+        accepted_rx.recv().await.unwrap();
+
+        gate.set_shut(true);
+        // The driver takes one batch of what is written and then waits on the shut gate; fill
+        // the send buffer behind it, until writes have stayed pending through many yields (the
+        // driver, running meanwhile, would have made room had it not been stuck).
+        let chunk = pattern(10, 16 << 10);
+        let (mut queued, mut pending_polls) = (0usize, 0);
+        while pending_polls < 100 {
+            match future::poll_once(stream.write(&chunk)).await {
+                Some(written) => {
+                    queued += written.unwrap();
+                    pending_polls = 0;
+                }
+                None => {
+                    future::yield_now().await;
+                    pending_polls += 1;
+                }
+            }
+            assert!(
+                queued < 64 << 20,
+                "writes never waited with the connection held back"
+            );
+        }
+        assert!(mux.stats().send_buffered_bytes > 0, "nothing queued");
+
+        drop_tx.send(()).await.unwrap();
+        let err = stream
+            .flush()
+            .await
+            .expect_err("flush must fail: the queued bytes were dropped by the FIN");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+        assert!(err.to_string().contains("were not sent"), "{err}");
+        let err = stream
+            .close()
+            .await
+            .expect_err("close must fail the same way");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+
+        gate.set_shut(false);
+        let pico = acceptor.await;
+        drop(stream);
+        wait_streams_gone(&mux).await;
+        assert!(mux.is_alive() && pico.is_alive());
+    });
+}
