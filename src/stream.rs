@@ -32,8 +32,20 @@ use crate::shared::Shared;
 /// - No write reports success for bytes that are lost: once the peer stopped reading or ended
 ///   the stream, `write` fails, and `flush` and `close` fail if written bytes were dropped.
 ///
-/// Every error kind an operation can return, and what it means, is in [the crate's error
-/// table](crate#errors).
+/// # Errors
+///
+/// What each operation can fail with (the [crate's error table](crate#errors) says what each
+/// kind means and what to do about it):
+///
+/// - **reads**: `ConnectionRefused` (the peer refused the stream), `ConnectionReset` (aborted by
+///   either side, or reset by the receive budget), or the session's end: `NotConnected`,
+///   `TimedOut`, `ConnectionAborted`, `InvalidData`, `UnexpectedEof` or the connection's own
+///   error. Bytes received before the end are read first.
+/// - **writes**: the same, and `BrokenPipe` after our own `close`, after the peer stopped
+///   reading, or after a picomux peer's FIN.
+/// - **`flush` and `close`**: `BrokenPipe` only when written bytes were dropped unsent (the
+///   message says how many), `ConnectionRefused`, `ConnectionReset`, or the session's end before
+///   everything written (for `close`, the FIN too) was handed to the connection.
 ///
 /// With a picomux peer (one that does not announce smolmux's extensions), a FIN ends the whole
 /// stream as picomux means it: reads return EOF, and writes fail with
