@@ -577,3 +577,176 @@ fn closing_after_an_orderly_end_forgets_the_streams_left_in_the_backlog() {
     h.s.app_close_session(h.now);
     assert_eq!(h.s.stats(), Stats::default());
 }
+
+// ----- FinQueued, StopQueued and AbortQueued against abort and FIN; recv Finished; Draining, Finishing and WriteClosed against drop, EOF and errors -----
+
+/// A stream with bytes queued beyond the credits, then `close()`: FinQueued.
+fn fin_queued(h: &mut Harness) -> u32 {
+    let id = opened(h);
+    h.s.app_write(id, &[5; 40_000], &noop()).unwrap().unwrap();
+    assert!(close(h, id).is_none(), "FIN waits behind the bytes");
+    id
+}
+
+#[test]
+fn abort_while_the_fin_is_queued_drops_the_bytes_and_sends_only_the_reason() {
+    let mut h = Harness::smolmux_peer(ten_frame_window());
+    let id = fin_queued(&mut h);
+    h.s.app_abort(id, "gave up");
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    // AbortQueued: write and close fail with ConnectionReset, a second abort changes nothing.
+    let err = write_err(&mut h, id);
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert!(
+        err.to_string().contains("aborted locally: gave up"),
+        "{err}"
+    );
+    assert_eq!(
+        close(&mut h, id).unwrap().unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    h.s.app_abort(id, "again");
+    h.recv(Command::Nop, id, &[1]).unwrap(); // STOP_SENDING: ignored
+    assert_eq!(
+        h.transmit(),
+        vec![(Command::Fin, id, Bytes::from_static(b"gave up"))],
+        "no bytes, no empty FIN: the reason alone"
+    );
+    h.s.app_drop(id, h.now);
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn an_abort_fin_while_the_fin_is_queued_drops_the_bytes_and_sends_nothing() {
+    let mut h = Harness::smolmux_peer(ten_frame_window());
+    let id = fin_queued(&mut h);
+    h.recv(Command::Fin, id, b"peer cancelled").unwrap();
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    assert!(h.transmit().is_empty(), "Done(Reset): nothing answers");
+    let err = write_err(&mut h, id);
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert!(err.to_string().contains("peer cancelled"), "{err}");
+    h.s.app_drop(id, h.now);
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn a_picomux_fin_while_our_fin_is_queued_drops_the_bytes_and_fails_close() {
+    let mut h = Harness::picomux_peer(Config::default());
+    let id = fin_queued(&mut h);
+    h.recv(Command::Fin, id, b"").unwrap();
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    let err = close(&mut h, id).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert!(h.transmit().is_empty(), "Done(PeerClosed): no FIN back");
+    h.s.app_drop(id, h.now);
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn abort_while_the_empty_fin_after_stop_sending_is_queued_sends_only_the_reason() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = opened(&mut h);
+    h.recv(Command::Nop, id, &[1]).unwrap();
+    h.s.app_abort(id, "stop it");
+    assert_eq!(
+        h.transmit(),
+        vec![(Command::Fin, id, Bytes::from_static(b"stop it"))]
+    );
+    assert_eq!(write_err(&mut h, id).kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn an_abort_fin_while_the_empty_fin_after_stop_sending_is_queued_ends_the_stream_silently() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = opened(&mut h);
+    h.recv(Command::Nop, id, &[1]).unwrap();
+    h.recv(Command::Fin, id, b"both ways").unwrap();
+    assert!(
+        h.transmit().is_empty(),
+        "Done(Reset): the empty FIN is not sent"
+    );
+    assert_eq!(write_err(&mut h, id).kind(), ErrorKind::ConnectionReset);
+    h.s.app_drop(id, h.now);
+    assert_eq!(h.s.stats().open_streams, 0);
+}
+
+#[test]
+fn a_psh_after_the_peers_fin_is_a_protocol_error() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.accept();
+    h.recv(Command::Fin, 1, b"").unwrap();
+    let err = h.recv(Command::Psh, 1, b"late").unwrap_err();
+    assert!(err.0.contains("after its FIN"), "{}", err.0);
+}
+
+#[test]
+fn dropping_the_last_mux_while_draining_sends_no_second_goaway() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    let id = opened(&mut h);
+    h.s.app_close_session(h.now);
+    assert_eq!(signals(&h.transmit()), vec![Signal::GoAway]);
+    h.s.app_drop_mux(h.now);
+    assert!(signals(&h.transmit()).is_empty(), "{:?}", h.transmit());
+    assert!(h.s.end().is_none(), "the stream still drains");
+    goaway(&mut h);
+    h.recv(Command::Fin, id, b"").unwrap();
+    h.s.app_drop(id, h.now);
+    assert_eq!(signals(&h.transmit()), vec![Signal::Bye]);
+}
+
+/// Both sides closing, every stream done: our BYE is out, the peer's not read yet (Finishing).
+fn finishing() -> Harness {
+    let mut h = Harness::smolmux_peer(Config::default());
+    h.s.app_close_session(h.now);
+    goaway(&mut h);
+    assert_eq!(signals(&h.transmit()), vec![Signal::GoAway, Signal::Bye]);
+    assert!(!h.s.should_close_write(), "waits for the peer's BYE");
+    h
+}
+
+#[test]
+fn eof_while_finishing_no_longer_waits_for_the_peers_bye() {
+    let mut h = finishing();
+    h.s.on_eof();
+    assert!(h.s.should_close_write());
+    h.s.on_write_closed();
+    assert!(h.s.end().unwrap().is_clean());
+}
+
+#[test]
+fn a_connection_error_while_finishing_ends_the_session_with_the_error() {
+    let mut h = finishing();
+    h.s.on_io_error(ErrorKind::ConnectionReset, "reset by peer".into());
+    let end = h.s.end().unwrap();
+    assert!(!end.is_clean());
+    assert_eq!(end.error().kind(), ErrorKind::ConnectionReset);
+}
+
+/// Towards a picomux peer, our FINs out and the write half closed, a stream still open.
+fn write_closed() -> (Harness, u32) {
+    let mut h = Harness::picomux_peer(Config::default());
+    let id = opened(&mut h);
+    h.s.app_close_session(h.now);
+    h.transmit();
+    assert!(h.s.should_close_write());
+    h.s.on_write_closed();
+    assert!(h.s.end().is_none());
+    (h, id)
+}
+
+#[test]
+fn the_peers_eof_after_our_write_half_closed_ends_the_session_cleanly() {
+    let (mut h, _) = write_closed();
+    h.s.on_eof();
+    assert!(h.s.end().unwrap().is_clean());
+    assert!(matches!(h.s.close_outcome(), Some(Ok(()))));
+}
+
+#[test]
+fn a_connection_error_after_our_write_half_closed_ends_the_session_with_the_error() {
+    let (mut h, _) = write_closed();
+    h.s.on_io_error(ErrorKind::ConnectionReset, "reset by peer".into());
+    assert!(!h.s.end().unwrap().is_clean());
+}
