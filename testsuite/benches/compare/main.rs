@@ -51,6 +51,8 @@
 //!   acceptor echoes until EOF, then closes; the opener closes after its last reply and reads EOF.
 
 mod alloc;
+mod child;
+mod link;
 mod pattern;
 mod peers;
 mod report;
@@ -65,17 +67,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::child::{child_main, run_in_child};
+use crate::link::{parse_links, route_through, LinkParams};
 use crate::pattern::PATTERN;
-use crate::peers::{Impl, ALL_IMPLS};
+use crate::peers::{Impl, Route, ALL_IMPLS};
 use crate::report::svg::write_svg;
 use crate::report::{cpu_model, fmt_num, median, utc_now, Cell, Metric, METRICS};
 use crate::roles::CHUNK;
 use crate::runtime::{start_executor, EXECUTOR_THREADS};
-use crate::scenarios::bulk::bulk;
-use crate::scenarios::echo::{rtt_idle, rtt_loaded};
-use crate::scenarios::memory::{child_main, idle_memory, peak_rss_child};
-use crate::scenarios::open_close::open_close;
-use crate::scenarios::{measure, MResult, BULK_STREAMS, OPEN_WORKERS, RTT_WARMUP};
+use crate::scenarios::{
+    needs_own_process, MResult, BULK_STREAMS, LOOPBACK, OPEN_WORKERS, RTT_WARMUP, WAN, WAN_STREAMS,
+};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Opts {
@@ -88,6 +90,16 @@ pub(crate) struct Opts {
     pub(crate) idle_streams: usize,
     pub(crate) probe_secs: f64,
     pub(crate) timeout: Duration,
+    /// Every measurement in this process, after an unreported warm-up round, instead of each
+    /// in a fresh child process.
+    pub(crate) in_process: bool,
+    /// A child process runs its measurement twice and reports the second.
+    pub(crate) child_warmup: bool,
+    pub(crate) links: Vec<LinkParams>,
+    /// WAN bulk runs move this many seconds' worth of the link's rate.
+    pub(crate) wan_secs: f64,
+    pub(crate) wan_warmup_secs: f64,
+    pub(crate) wan_probe_secs: f64,
 }
 
 pub(crate) fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -100,8 +112,12 @@ pub(crate) fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+fn env_flag(name: &str) -> bool {
+    env_num(name, 0u8) != 0
+}
+
 impl Opts {
-    fn from_env() -> Opts {
+    pub(crate) fn from_env() -> Opts {
         let impls = match std::env::var("BENCH_ONLY") {
             Ok(list) if !list.trim().is_empty() => {
                 let mut v: Vec<Impl> = list
@@ -126,9 +142,9 @@ impl Opts {
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| match s.trim().parse::<u8>() {
-                        Ok(n @ 1..=7) => n,
+                        Ok(n @ 1..=10) => n,
                         _ => {
-                            eprintln!("BENCH_SCENARIOS: {s:?} is not a scenario number 1..=7");
+                            eprintln!("BENCH_SCENARIOS: {s:?} is not a scenario number 1..=10");
                             std::process::exit(2)
                         }
                     })
@@ -137,13 +153,19 @@ impl Opts {
                 v.dedup();
                 v
             }
-            _ => (1..=7).collect(),
+            _ if env_flag("BENCH_WAN") => WAN.collect(),
+            _ => LOOPBACK.collect(),
         };
         let bulk_bytes: u64 = env_num("BENCH_BULK_BYTES", 256u64 << 20);
         if bulk_bytes < BULK_STREAMS as u64 {
             eprintln!("BENCH_BULK_BYTES must be at least {BULK_STREAMS}");
             std::process::exit(2);
         }
+        let links = std::env::var("BENCH_LINKS").unwrap_or_else(|_| DEFAULT_LINKS.into());
+        let links = parse_links(&links).unwrap_or_else(|e| {
+            eprintln!("BENCH_LINKS: {e}");
+            std::process::exit(2)
+        });
         Opts {
             bulk_bytes,
             runs: env_num("BENCH_RUNS", 5usize).max(1),
@@ -154,19 +176,53 @@ impl Opts {
             idle_streams: env_num("BENCH_IDLE_STREAMS", 1000usize).max(1),
             probe_secs: env_num("BENCH_PROBE_SECS", 2.0f64),
             timeout: Duration::from_secs_f64(env_num("BENCH_TIMEOUT_SECS", 120.0f64)),
+            in_process: env_flag("BENCH_IN_PROCESS"),
+            child_warmup: env_flag("BENCH_CHILD_WARMUP"),
+            links,
+            wan_secs: env_num("BENCH_WAN_SECS", 4.0f64),
+            wan_warmup_secs: env_num("BENCH_WAN_WARMUP_SECS", 3.0f64),
+            wan_probe_secs: env_num("BENCH_WAN_PROBE_SECS", 8.0f64),
         }
     }
 }
 
-// ------------------------------------------------------------------------------------------
-// Main
-// ------------------------------------------------------------------------------------------
+/// The two paths of issue 16: a continental and an intercontinental long fat pipe.
+const DEFAULT_LINKS: &str = "50:200,150:1000";
+
+/// One measurement, where the options say: in this process or in a child, over loopback or
+/// through a fresh link.
+fn execute(scenario: u8, imp: Impl, opts: &Opts, link: Option<LinkParams>) -> MResult {
+    let (_link, route) = match link {
+        Some(params) => {
+            let (l, r) = route_through(params).map_err(|e| format!("starting the link: {e}"))?;
+            (Some(l), r)
+        }
+        None => (None, Route::loopback()),
+    };
+    if opts.in_process && !needs_own_process(scenario) {
+        scenarios::run(scenario, imp, opts, route, link)
+    } else {
+        run_in_child(scenario, imp, route, link)
+    }
+}
+
+/// Where a metric's runs are kept: WAN metrics once per link.
+fn cell_key(m: &Metric, link: Option<LinkParams>) -> String {
+    match link {
+        Some(l) => format!(
+            "{}@{}ms_{}mbit",
+            m.key,
+            l.rtt.as_millis(),
+            l.rate * 8.0 / 1e6
+        ),
+        None => m.key.to_string(),
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--child-rss") {
-        let name = args.get(pos + 1).cloned().unwrap_or_default();
-        child_main(&name);
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        child_main(&args[pos + 1..]);
     }
     let opts = Opts::from_env();
     let wall = Instant::now();
@@ -204,35 +260,63 @@ fn main() {
         opts.timeout
     );
     println!("- configs: smolmux Config::default(); yamux Config::default() with max_num_streams 4096; picomux defaults");
+    println!(
+        "- isolation: {}",
+        if opts.in_process {
+            "every measurement in this process, after an unreported warm-up round (BENCH_IN_PROCESS=1)"
+        } else if opts.child_warmup {
+            "each measurement in a fresh child process, after one unreported warm-up in that child (BENCH_CHILD_WARMUP=1)"
+        } else {
+            "each measurement in a fresh child process, as a program of its own (BENCH_IN_PROCESS=1: all in one)"
+        }
+    );
+    if opts.scenarios.iter().any(|s| WAN.contains(s)) {
+        println!(
+            "- WAN (scenarios 8-10, BENCH_WAN=1): links {} (BENCH_LINKS, RTT_MS:MBIT_PER_S); bulk: {} s of the link's rate (BENCH_WAN_SECS), {WAN_STREAMS} streams in scenario 9; echo beside bulk: {} s of load first (BENCH_WAN_WARMUP_SECS), then {} s of round trips (BENCH_WAN_PROBE_SECS)",
+            opts.links.iter().map(|l| l.label()).collect::<Vec<_>>().join(", "),
+            opts.wan_secs,
+            opts.wan_warmup_secs,
+            opts.wan_probe_secs
+        );
+    }
     println!("- units: MB = 10^6 bytes; every transferred byte is verified by its receiver");
     println!();
 
-    let mut cells: BTreeMap<(&'static str, Impl), Cell> = BTreeMap::new();
+    let mut cells: BTreeMap<(String, Impl), Cell> = BTreeMap::new();
     let mut fatal: Vec<String> = Vec::new();
 
-    for &scenario in &opts.scenarios {
+    let plan: Vec<(u8, Option<LinkParams>)> = opts
+        .scenarios
+        .iter()
+        .flat_map(|&s| {
+            let links: Vec<Option<LinkParams>> = if WAN.contains(&s) {
+                opts.links.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            links.into_iter().map(move |l| (s, l))
+        })
+        .collect();
+    for &(scenario, link) in &plan {
         let metrics: Vec<&Metric> = METRICS.iter().filter(|m| m.scenario == scenario).collect();
         let t_scenario = Instant::now();
-        // Run 0 is an unreported warm-up (the first session of each implementation in a process
-        // is markedly slower: heap growth, first-touch page faults); it is still verified, and a
-        // failure in it counts. Scenario 7 starts a fresh process each time, so it has none.
-        let first = if scenario == 7 { 1 } else { 0 };
+        let scenario_label = match link {
+            Some(l) => format!("{scenario} over {}", l.label()),
+            None => scenario.to_string(),
+        };
+        // In one process, run 0 is an unreported warm-up (the first session of each
+        // implementation in a process is markedly slower: heap growth, first-touch page
+        // faults); it is still verified, and a failure in it counts. A fresh child process per
+        // measurement has none: a user's program starts cold too.
+        let first = if opts.in_process && !needs_own_process(scenario) {
+            0
+        } else {
+            1
+        };
         for run in first..=opts.runs {
             for &imp in &opts.impls {
                 let t = Instant::now();
-                let o = opts.clone();
-                let result: MResult = match scenario {
-                    1 => measure(imp, o.timeout, move |s| bulk(s, 1, o.bulk_bytes)),
-                    2 => measure(imp, o.timeout, move |s| bulk(s, BULK_STREAMS, o.bulk_bytes)),
-                    3 => measure(imp, o.timeout, move |s| rtt_idle(s, o.rtt_count)),
-                    4 => measure(imp, o.timeout, move |s| {
-                        rtt_loaded(s, o.rtt_count, o.probe_secs)
-                    }),
-                    5 => measure(imp, o.timeout, move |s| open_close(s, o.open_count)),
-                    6 => measure(imp, o.timeout, move |s| idle_memory(s, o.idle_streams)),
-                    7 => peak_rss_child(imp, &o),
-                    _ => unreachable!(),
-                };
+                let result = execute(scenario, imp, &opts, link);
                 let took = t.elapsed().as_secs_f64();
                 let run_label = if run == 0 {
                     "warm-up".to_string()
@@ -243,21 +327,16 @@ fn main() {
                     Ok(out)
                         if run == 0 && (out.failed_streams == 0 || imp.failures_tolerated()) =>
                     {
-                        eprintln!("  [scenario {scenario} {run_label} {:<8}] done ({took:.1} s, not reported){}", imp.key(),
+                        eprintln!("  [scenario {scenario_label} {run_label} {:<8}] done ({took:.1} s, not reported){}", imp.key(),
                             if out.failed_streams > 0 { format!("; note: {} stream(s) failed", out.failed_streams) } else { String::new() });
                     }
                     Ok(out) => {
                         let lost = out.failed_streams;
                         let mut shown = Vec::new();
                         for m in &metrics {
-                            let v = out
-                                .values
-                                .iter()
-                                .find(|(k, _)| *k == m.value_key)
-                                .map(|(_, v)| *v)
-                                .unwrap_or(f64::NAN);
+                            let v = out.values.get(m.value_key).copied().unwrap_or(f64::NAN);
                             shown.push(format!("{}={}", m.value_key, fmt_num(v)));
-                            let cell = cells.entry((m.key, imp)).or_default();
+                            let cell = cells.entry((cell_key(m, link), imp)).or_default();
                             if run > 0 {
                                 cell.runs.push(v);
                                 cell.extras.push(out.extra.clone());
@@ -283,7 +362,7 @@ fn main() {
                             )
                         };
                         eprintln!(
-                            "  [scenario {scenario} {run_label} {:<8}] {} ({took:.1} s){extra}",
+                            "  [scenario {scenario_label} {run_label} {:<8}] {} ({took:.1} s){extra}",
                             imp.key(),
                             shown.join(" ")
                         );
@@ -295,24 +374,24 @@ fn main() {
                                     out.errors.iter().take(3).collect::<Vec<_>>()
                                 );
                             } else {
-                                let msg = format!("scenario {scenario} {run_label} {}: {lost} stream(s) failed: {:?}", imp.key(), out.errors.iter().take(5).collect::<Vec<_>>());
+                                let msg = format!("scenario {scenario_label} {run_label} {}: {lost} stream(s) failed: {:?}", imp.key(), out.errors.iter().take(5).collect::<Vec<_>>());
                                 eprintln!("    FAILURE: {msg}");
                                 fatal.push(msg);
                             }
                         }
                     }
                     Err(e) => {
-                        eprintln!("  [scenario {scenario} {run_label} {:<8}] FAILED after {took:.1} s: {e}", imp.key());
+                        eprintln!("  [scenario {scenario_label} {run_label} {:<8}] FAILED after {took:.1} s: {e}", imp.key());
                         for m in &metrics {
                             cells
-                                .entry((m.key, imp))
+                                .entry((cell_key(m, link), imp))
                                 .or_default()
                                 .failures
                                 .push(e.clone());
                         }
                         if !imp.failures_tolerated() {
                             fatal.push(format!(
-                                "scenario {scenario} {run_label} {}: {e}",
+                                "scenario {scenario_label} {run_label} {}: {e}",
                                 imp.key()
                             ));
                         }
@@ -321,98 +400,118 @@ fn main() {
             }
         }
         eprintln!(
-            "scenario {scenario} done in {:.1} s",
+            "scenario {scenario_label} done in {:.1} s",
             t_scenario.elapsed().as_secs_f64()
         );
     }
 
     // ---- table ----
     let mut table = String::new();
-    let _ = write!(table, "| scenario |");
-    for imp in &opts.impls {
-        let _ = write!(table, " {} |", imp.title());
-    }
-    let _ = writeln!(table);
-    let _ = write!(table, "|---|");
-    for _ in &opts.impls {
-        let _ = write!(table, "---:|");
-    }
-    let _ = writeln!(table);
     let mut notes: Vec<String> = Vec::new();
     let mut json_metrics = Vec::new();
-    for m in METRICS
-        .iter()
-        .filter(|m| opts.scenarios.contains(&m.scenario))
-    {
-        let raw_med = cells.get(&(m.key, Impl::Raw)).and_then(|c| median(&c.runs));
-        let _ = write!(table, "| {} |", m.label);
-        let mut jm = serde_json::Map::new();
-        for &imp in &opts.impls {
-            let cell = cells.get(&(m.key, imp));
-            let med = cell.and_then(|c| median(&c.runs));
-            let ratio = match (med, raw_med) {
-                (Some(v), Some(r)) if r != 0.0 && v.is_finite() && r.is_finite() => Some(v / r),
-                _ => None,
-            };
-            let mut text = match (med, ratio) {
-                (Some(v), Some(r)) => format!("{} ({:.2}×)", fmt_num(v), r),
-                (Some(v), None) => fmt_num(v),
-                (None, _) => "FAIL".into(),
-            };
-            if let Some(c) = cell {
-                if !c.failures.is_empty() {
-                    text.push_str(&format!(
-                        " ({}/{} runs failed)",
-                        c.failures.len(),
-                        c.failures.len() + c.runs.len()
-                    ));
-                    notes.push(format!(
-                        "{} / {}: {} run(s) failed, e.g. {}",
-                        m.key,
-                        imp.title(),
-                        c.failures.len(),
-                        c.failures[0]
-                    ));
-                }
-                if c.failed_streams > 0 {
-                    text.push_str(" †");
-                    notes.push(format!(
-                        "{} / {}: lost data in {} stream(s) over {} of {} runs (e.g. {})",
-                        m.key,
-                        imp.title(),
-                        c.failed_streams,
-                        c.runs_with_lost_streams,
-                        c.runs.len(),
-                        c.stream_errors.first().cloned().unwrap_or_default()
-                    ));
-                }
-            }
-            let _ = write!(table, " {text} |");
-            jm.insert(
-                imp.key().into(),
-                json!({
-                    "median": med,
-                    "ratio_to_raw": ratio,
-                    "runs": cell.map(|c| c.runs.clone()).unwrap_or_default(),
-                    "failed_runs": cell.map(|c| c.failures.clone()).unwrap_or_default(),
-                    "failed_streams": cell.map(|c| c.failed_streams).unwrap_or(0),
-                    "stream_errors": cell.map(|c| c.stream_errors.clone()).unwrap_or_default(),
-                    "extra": cell.map(|c| c.extras.clone()).unwrap_or_default(),
-                }),
+    let selected = |range: &std::ops::RangeInclusive<u8>| -> Vec<&Metric> {
+        METRICS
+            .iter()
+            .filter(|m| range.contains(&m.scenario) && opts.scenarios.contains(&m.scenario))
+            .collect()
+    };
+    let mut sections = vec![(None, selected(&LOOPBACK))];
+    sections.extend(opts.links.iter().map(|&l| (Some(l), selected(&WAN))));
+    for (link, metrics) in sections.into_iter().filter(|(_, m)| !m.is_empty()) {
+        if let Some(l) = link {
+            let _ = writeln!(
+                table,
+                "Through an emulated link, {} (BDP {:.2} MB, bottleneck queue 1 × BDP):\n",
+                l.label(),
+                l.bdp() as f64 / 1e6
             );
         }
+        let _ = write!(table, "| scenario |");
+        for imp in &opts.impls {
+            let _ = write!(table, " {} |", imp.title());
+        }
         let _ = writeln!(table);
-        json_metrics.push(json!({
-            "key": m.key,
-            "scenario": m.scenario,
-            "label": m.label,
-            "unit": m.unit,
-            "lower_is_better": m.lower_is_better,
-            "results": jm,
-        }));
+        let _ = write!(table, "|---|");
+        for _ in &opts.impls {
+            let _ = write!(table, "---:|");
+        }
+        let _ = writeln!(table);
+        for m in metrics {
+            let key = cell_key(m, link);
+            let raw_med = cells
+                .get(&(key.clone(), Impl::Raw))
+                .and_then(|c| median(&c.runs));
+            let _ = write!(table, "| {} |", m.label);
+            let mut jm = serde_json::Map::new();
+            for &imp in &opts.impls {
+                let cell = cells.get(&(key.clone(), imp));
+                let med = cell.and_then(|c| median(&c.runs));
+                let ratio = match (med, raw_med) {
+                    (Some(v), Some(r)) if r != 0.0 && v.is_finite() && r.is_finite() => Some(v / r),
+                    _ => None,
+                };
+                let mut text = match (med, ratio) {
+                    (Some(v), Some(r)) => format!("{} ({:.2}×)", fmt_num(v), r),
+                    (Some(v), None) => fmt_num(v),
+                    (None, _) => "FAIL".into(),
+                };
+                if let Some(c) = cell {
+                    if !c.failures.is_empty() {
+                        text.push_str(&format!(
+                            " ({}/{} runs failed)",
+                            c.failures.len(),
+                            c.failures.len() + c.runs.len()
+                        ));
+                        notes.push(format!(
+                            "{} / {}: {} run(s) failed, e.g. {}",
+                            key,
+                            imp.title(),
+                            c.failures.len(),
+                            c.failures[0]
+                        ));
+                    }
+                    if c.failed_streams > 0 {
+                        text.push_str(" †");
+                        notes.push(format!(
+                            "{} / {}: lost data in {} stream(s) over {} of {} runs (e.g. {})",
+                            key,
+                            imp.title(),
+                            c.failed_streams,
+                            c.runs_with_lost_streams,
+                            c.runs.len(),
+                            c.stream_errors.first().cloned().unwrap_or_default()
+                        ));
+                    }
+                }
+                let _ = write!(table, " {text} |");
+                jm.insert(
+                    imp.key().into(),
+                    json!({
+                        "median": med,
+                        "ratio_to_raw": ratio,
+                        "runs": cell.map(|c| c.runs.clone()).unwrap_or_default(),
+                        "failed_runs": cell.map(|c| c.failures.clone()).unwrap_or_default(),
+                        "failed_streams": cell.map(|c| c.failed_streams).unwrap_or(0),
+                        "stream_errors": cell.map(|c| c.stream_errors.clone()).unwrap_or_default(),
+                        "extra": cell.map(|c| c.extras.clone()).unwrap_or_default(),
+                    }),
+                );
+            }
+            let _ = writeln!(table);
+            json_metrics.push(json!({
+                "key": key,
+                "link": link,
+                "scenario": m.scenario,
+                "label": m.label,
+                "unit": m.unit,
+                "lower_is_better": m.lower_is_better,
+                "results": jm,
+            }));
+        }
+        let _ = writeln!(table);
     }
     let total = wall.elapsed().as_secs_f64();
-    println!("{table}");
+    print!("{table}");
     println!("Cells: median of {} runs (ratio to raw TCP's median in the same run). † = some streams failed verification (counted; fatal for every implementation but picomux).", opts.runs);
     for n in &notes {
         println!("- note: {n}");
@@ -443,6 +542,13 @@ fn main() {
             "write_size": CHUNK,
             "executor_threads": EXECUTOR_THREADS,
             "timeout_secs": opts.timeout.as_secs_f64(),
+            "in_process": opts.in_process,
+            "child_warmup": opts.child_warmup,
+            "links": opts.links,
+            "wan_streams": WAN_STREAMS,
+            "wan_secs": opts.wan_secs,
+            "wan_warmup_secs": opts.wan_warmup_secs,
+            "wan_probe_secs": opts.wan_probe_secs,
         },
         "implementations": opts.impls.iter().map(|i| json!({"key": i.key(), "title": i.title()})).collect::<Vec<_>>(),
         "metrics": json_metrics,

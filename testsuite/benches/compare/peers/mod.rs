@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 use futures_lite::{AsyncRead, AsyncWrite};
+use serde::{Deserialize, Serialize};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 
@@ -102,7 +103,8 @@ impl Endpoint {
     }
 }
 
-/// One client/server pair of one implementation; both ends in this process.
+/// One client/server pair of one implementation; both ends in this process. Raw TCP makes a
+/// connection per stream, the multiplexers one connection for all.
 pub(crate) struct Session {
     pub(crate) imp: Impl,
     pub(crate) client: Endpoint,
@@ -110,9 +112,34 @@ pub(crate) struct Session {
     pub(crate) drivers: Vec<(&'static str, Task<io::Result<()>>)>,
 }
 
-pub(crate) async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// Where a session's ends meet: the server listens on `listen`; the client connects to `via`
+/// (an emulated link relaying to `listen`) or, without one, to the listener itself.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Route {
+    pub(crate) listen: SocketAddr,
+    pub(crate) via: Option<SocketAddr>,
+}
+
+impl Route {
+    /// Straight over loopback, on a port the system picks.
+    pub(crate) fn loopback() -> Route {
+        Route {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            via: None,
+        }
+    }
+
+    /// The listener and the address its clients connect to.
+    async fn listen(self) -> io::Result<(TcpListener, SocketAddr)> {
+        let listener = TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        Ok((listener, self.via.unwrap_or(addr)))
+    }
+}
+
+/// One connection along `route`, with TCP_NODELAY at both ends.
+async fn tcp_pair(route: Route) -> io::Result<(TcpStream, TcpStream)> {
+    let (listener, addr) = route.listen().await?;
     let (c, a) = future::zip(TcpStream::connect(addr), listener.accept()).await;
     let (c, (a, _)) = (c?, a?);
     c.set_nodelay(true)?;
@@ -121,11 +148,10 @@ pub(crate) async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
 }
 
 impl Session {
-    pub(crate) async fn new(imp: Impl) -> io::Result<Session> {
+    pub(crate) async fn new(imp: Impl, route: Route) -> io::Result<Session> {
         match imp {
             Impl::Raw => {
-                let listener = TcpListener::bind("127.0.0.1:0").await?;
-                let addr = listener.local_addr()?;
+                let (listener, addr) = route.listen().await?;
                 Ok(Session {
                     imp,
                     client: Endpoint::RawConnect(addr),
@@ -134,7 +160,7 @@ impl Session {
                 })
             }
             Impl::Smolmux => {
-                let (c, a) = tcp_pair().await?;
+                let (c, a) = tcp_pair(route).await?;
                 let (cm, cd) = smolmux::Mux::new(c.clone(), c, smolmux_config());
                 let (sm, sd) = smolmux::Mux::new(a.clone(), a, smolmux_config());
                 Ok(Session {
@@ -145,7 +171,7 @@ impl Session {
                 })
             }
             Impl::Yamux => {
-                let (c, a) = tcp_pair().await?;
+                let (c, a) = tcp_pair(route).await?;
                 let (ch, cd) = YamuxHandle::start(c, yamux::Mode::Client);
                 let (sh, sd) = YamuxHandle::start(a, yamux::Mode::Server);
                 Ok(Session {
@@ -156,7 +182,7 @@ impl Session {
                 })
             }
             Impl::Picomux => {
-                let (c, a) = tcp_pair().await?;
+                let (c, a) = tcp_pair(route).await?;
                 Ok(Session {
                     imp,
                     client: Endpoint::Pico(picomux::PicoMux::new(c.clone(), c)),

@@ -81,6 +81,55 @@ pub(crate) const METRICS: &[Metric] = &[
         unit: "MB",
         lower_is_better: true,
     },
+    Metric {
+        key: "w8_bulk_1",
+        scenario: 8,
+        value_key: "mbps",
+        label: "8. bulk, 1 stream (MB/s, higher is better)",
+        unit: "MB/s",
+        lower_is_better: false,
+    },
+    Metric {
+        key: "w8_peak_rss",
+        scenario: 8,
+        value_key: "child_peak_rss_mb",
+        label: "8. peak RSS of that run, both ends (MB, lower is better)",
+        unit: "MB",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "w9_bulk_8",
+        scenario: 9,
+        value_key: "mbps",
+        label: "9. bulk, 8 streams (MB/s, higher is better)",
+        unit: "MB/s",
+        lower_is_better: false,
+    },
+    Metric {
+        key: "w10_echo_excess_p50",
+        scenario: 10,
+        value_key: "excess_p50_ms",
+        label:
+            "10. 64 B echo beside one bulk stream, excess over the RTT, p50 (ms, lower is better)",
+        unit: "ms",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "w10_echo_excess_p99",
+        scenario: 10,
+        value_key: "excess_p99_ms",
+        label: "10. the same, p99 (ms, lower is better)",
+        unit: "ms",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "w10_bulk_beside_echo",
+        scenario: 10,
+        value_key: "load_mbps",
+        label: "10. the bulk stream meanwhile (MB/s, higher is better)",
+        unit: "MB/s",
+        lower_is_better: false,
+    },
 ];
 
 #[derive(Default)]

@@ -146,7 +146,7 @@ pub(crate) fn svg_panel(
 pub(crate) fn write_svg(
     path: &std::path::Path,
     impls: &[Impl],
-    cells: &BTreeMap<(&'static str, Impl), Cell>,
+    cells: &BTreeMap<(String, Impl), Cell>,
     subtitle: &str,
 ) -> io::Result<()> {
     let med = |key: &str, imp: Impl| {

@@ -79,7 +79,8 @@ pub(crate) async fn bulk(sess: Arc<Session>, streams: u32, total: u64) -> MResul
         errors,
         ..Default::default()
     };
-    out.values.push(("mbps", ok_bytes as f64 / secs / 1e6));
+    out.values
+        .insert("mbps".into(), ok_bytes as f64 / secs / 1e6);
     out.extra.insert("seconds".into(), json!(secs));
     out.extra.insert("verified_bytes".into(), json!(ok_bytes));
     Ok(out)

@@ -1,7 +1,7 @@
 //! Scenarios 3 and 4: echo round trips, idle and beside a bulk stream.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,10 @@ pub(crate) async fn rtt_idle(sess: Arc<Session>, count: usize) -> MResult {
     server.await.map_err(|e| format!("echo server: {e}"))?;
     samples.sort();
     let mut out = Outcome::default();
-    out.values.push(("p50", us(percentile(&samples, 50.0))));
-    out.values.push(("p99", us(percentile(&samples, 99.0))));
+    out.values
+        .insert("p50".into(), us(percentile(&samples, 50.0)));
+    out.values
+        .insert("p99".into(), us(percentile(&samples, 99.0)));
     out.extra.insert("samples".into(), json!(samples.len()));
     Ok(out)
 }
@@ -53,6 +55,7 @@ pub(crate) async fn rtt_idle(sess: Arc<Session>, count: usize) -> MResult {
 pub(crate) async fn bulk_recv_open_ended(
     s: &mut BStream,
     final_rx: Receiver<u64>,
+    progress: &AtomicU64,
 ) -> io::Result<u64> {
     let idx = 0u32;
     let mut buf = vec![0u8; CHUNK];
@@ -101,6 +104,7 @@ pub(crate) async fn bulk_recv_open_ended(
                     )));
                 }
                 got += k as u64;
+                progress.store(got, Ordering::Relaxed);
             }
         }
     }
@@ -111,26 +115,36 @@ pub(crate) async fn bulk_recv_open_ended(
     Ok(got)
 }
 
-/// Scenario 4: echo RTT while another stream bulk-sends.
-pub(crate) async fn rtt_loaded(sess: Arc<Session>, count: usize, probe_secs: f64) -> MResult {
+/// Scenario 4 (and its WAN twin): echo RTT while another stream bulk-sends, after `warmup` of
+/// load; also the load's verified rate while the echo is measured.
+pub(crate) async fn rtt_loaded(
+    sess: Arc<Session>,
+    count: usize,
+    probe_secs: f64,
+    warmup: Duration,
+) -> MResult {
     let (final_tx, final_rx) = async_channel::bounded::<u64>(1);
     let kills = kill_signals(1);
+    let progress = Arc::new(AtomicU64::new(0));
     let server = {
-        let (sess, kills) = (sess.clone(), kills.clone());
+        let (sess, kills, progress) = (sess.clone(), kills.clone(), progress.clone());
         spawn(async move {
             let mut tasks = Vec::new();
             for _ in 0..2 {
                 let mut s = sess.server.accept().await?;
-                let (final_rx, kills) = (final_rx.clone(), kills.clone());
+                let (final_rx, kills, progress) =
+                    (final_rx.clone(), kills.clone(), progress.clone());
                 tasks.push(spawn(async move {
                     let mut tag = [0u8; 4];
                     s.read_exact(&mut tag).await?;
                     match tag {
-                        [0, 0, 0, 0] => {
-                            killable(&kills[0], bulk_recv_open_ended(&mut s, final_rx), "sender")
-                                .await
-                                .map(Some)
-                        }
+                        [0, 0, 0, 0] => killable(
+                            &kills[0],
+                            bulk_recv_open_ended(&mut s, final_rx, &progress),
+                            "sender",
+                        )
+                        .await
+                        .map(Some),
                         [1, 0, 0, 0] => echo_serve(s).await.map(|_| None),
                         _ => Err(data_err(format!("bad stream tag {tag:?}"))),
                     }
@@ -146,7 +160,6 @@ pub(crate) async fn rtt_loaded(sess: Arc<Session>, count: usize, probe_secs: f64
         })
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let load_start = Instant::now();
     let sender = {
         let (sess, stop, kills) = (sess.clone(), stop.clone(), kills.clone());
         spawn(async move {
@@ -173,35 +186,35 @@ pub(crate) async fn rtt_loaded(sess: Arc<Session>, count: usize, probe_secs: f64
         let mut s = sess.client.open().await?;
         s.write_all(&[1, 0, 0, 0]).await?;
         // Let the load reach a steady state, keeping the probe stream warm meanwhile.
-        let warm_until = Instant::now() + Duration::from_millis(200);
+        let warm_until = Instant::now() + warmup;
         let mut k = 0u64;
         while Instant::now() < warm_until {
             echo_once(&mut s, k).await?;
             k += 1;
         }
-        let mut samples = Vec::with_capacity(count);
-        let t0 = Instant::now();
+        let mut samples = Vec::with_capacity(count.min(1 << 16));
+        let (t0, loaded0) = (Instant::now(), progress.load(Ordering::Relaxed));
         while samples.len() < count && t0.elapsed().as_secs_f64() < probe_secs {
             samples.push(echo_once(&mut s, k).await?);
             k += 1;
         }
+        let load_mbps =
+            (progress.load(Ordering::Relaxed) - loaded0) as f64 / t0.elapsed().as_secs_f64() / 1e6;
         echo_finish(&mut s).await?;
-        io::Result::Ok(samples)
+        io::Result::Ok((samples, load_mbps))
     };
     let probe_result = probe.await;
     stop.store(true, Ordering::Relaxed);
-    let load_secs = load_start.elapsed().as_secs_f64();
     let sent = sender.await;
     let received = server.await;
     let mut out = Outcome::default();
-    let mut samples = match probe_result {
+    let (mut samples, load_mbps) = match probe_result {
         Ok(s) => s,
         Err(e) => return Err(format!("probe stream: {e}")),
     };
     match (&sent, &received) {
         (Ok(s), Ok(r)) if s == r => {
-            out.extra
-                .insert("load_mbps".into(), json!(*s as f64 / load_secs / 1e6));
+            out.values.insert("load_mbps".into(), load_mbps);
         }
         _ => {
             out.failed_streams = 1;
@@ -214,9 +227,10 @@ pub(crate) async fn rtt_loaded(sess: Arc<Session>, count: usize, probe_secs: f64
         return Err("no probe sample completed".into());
     }
     samples.sort();
-    out.values.push(("p99", us(percentile(&samples, 99.0))));
-    out.extra
-        .insert("p50_us".into(), json!(us(percentile(&samples, 50.0))));
+    out.values
+        .insert("p50".into(), us(percentile(&samples, 50.0)));
+    out.values
+        .insert("p99".into(), us(percentile(&samples, 99.0)));
     out.extra.insert("samples".into(), json!(samples.len()));
     Ok(out)
 }

@@ -1,21 +1,32 @@
 //! The measurements: one module per kind of scenario, each a function of a fresh session
-//! returning an [`Outcome`].
+//! returning an [`Outcome`], and [`run`], which picks one by its number.
+//!
+//! Scenarios 1-7 run over loopback; 8-10 through an emulated WAN link (`link.rs`), which the
+//! caller sets up and passes in as the session's route.
 
-pub(crate) mod bulk;
-pub(crate) mod echo;
-pub(crate) mod memory;
-pub(crate) mod open_close;
+mod bulk;
+mod echo;
+mod memory;
+mod open_close;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use self::bulk::bulk;
+use self::echo::{rtt_idle, rtt_loaded};
+use self::memory::idle_memory;
+use self::open_close::open_close;
 use smol::Timer;
 
-use crate::peers::{Impl, Session};
+use crate::link::LinkParams;
+use crate::peers::{Impl, Route, Session};
 use crate::runtime::{block, with_timeout};
+use crate::Opts;
 
 /// Streams of scenario 2 (and 7).
 pub(crate) const BULK_STREAMS: u32 = 32;
@@ -24,11 +35,103 @@ pub(crate) const OPEN_WORKERS: usize = 64;
 /// Unmeasured round trips before scenario 3 measures.
 pub(crate) const RTT_WARMUP: usize = 200;
 
+/// Streams of scenario 9 (WAN bulk over several streams).
+pub(crate) const WAN_STREAMS: u32 = 8;
+
+/// The loopback scenarios.
+pub(crate) const LOOPBACK: std::ops::RangeInclusive<u8> = 1..=7;
+/// The scenarios through an emulated WAN link.
+pub(crate) const WAN: std::ops::RangeInclusive<u8> = 8..=10;
+
+/// Scenario 7 reads the peak RSS of the process it runs in, so it always runs in a child.
+pub(crate) fn needs_own_process(scenario: u8) -> bool {
+    scenario == 7
+}
+
+/// Runs one measurement of `scenario` on `imp` in this process, along `route` (through `link`,
+/// for the WAN scenarios). Scenario 7 expects to be the only thing this process has run.
+pub(crate) fn run(
+    scenario: u8,
+    imp: Impl,
+    opts: &Opts,
+    route: Route,
+    link: Option<LinkParams>,
+) -> MResult {
+    let o = opts.clone();
+    let wan = || link.ok_or_else(|| format!("scenario {scenario} needs a link"));
+    let wan_bytes = |l: LinkParams| (l.rate * o.wan_secs) as u64;
+    match scenario {
+        1 => measure(imp, route, o.timeout, move |s| bulk(s, 1, o.bulk_bytes)),
+        2 | 7 => {
+            let mut r = measure(imp, route, o.timeout, move |s| {
+                bulk(s, BULK_STREAMS, o.bulk_bytes)
+            });
+            if scenario == 7 {
+                if let Ok(out) = &mut r {
+                    let mbps = out.values.remove("mbps");
+                    out.extra.insert("mbps".into(), mbps.into());
+                    out.values.insert("peak_rss_mb".into(), peak_rss_mb());
+                }
+            }
+            r
+        }
+        3 => measure(imp, route, o.timeout, move |s| rtt_idle(s, o.rtt_count)),
+        4 => measure(imp, route, o.timeout, move |s| {
+            rtt_loaded(s, o.rtt_count, o.probe_secs, Duration::from_millis(200))
+        }),
+        5 => measure(imp, route, o.timeout, move |s| open_close(s, o.open_count)),
+        6 => measure(imp, route, o.timeout, move |s| {
+            idle_memory(s, o.idle_streams)
+        }),
+        8 => {
+            let bytes = wan_bytes(wan()?);
+            measure(imp, route, o.timeout, move |s| bulk(s, 1, bytes))
+        }
+        9 => {
+            let bytes = wan_bytes(wan()?);
+            measure(imp, route, o.timeout, move |s| bulk(s, WAN_STREAMS, bytes))
+        }
+        10 => {
+            let link = wan()?;
+            let warmup = Duration::from_secs_f64(o.wan_warmup_secs);
+            let mut r = measure(imp, route, o.timeout, move |s| {
+                rtt_loaded(s, usize::MAX, o.wan_probe_secs, warmup)
+            });
+            if let Ok(out) = &mut r {
+                // The echo's wait beyond the path's own round trip, in milliseconds.
+                let rtt_us = link.rtt.as_secs_f64() * 1e6;
+                for (p, excess) in [("p50", "excess_p50_ms"), ("p99", "excess_p99_ms")] {
+                    if let Some(v) = out.values.remove(p) {
+                        out.values.insert(excess.into(), (v - rtt_us) / 1e3);
+                    }
+                }
+            }
+            r
+        }
+        _ => Err(format!("no scenario {scenario}")),
+    }
+}
+
+/// This process's peak resident set (VmHWM) in MB.
+pub(crate) fn peak_rss_mb() -> f64 {
+    proc_status_kb("VmHWM:").unwrap_or(f64::NAN) * 1024.0 / 1e6
+}
+
+pub(crate) fn proc_status_kb(field: &str) -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// What one run of one scenario on one implementation produced.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Serialize, Deserialize)]
 pub(crate) struct Outcome {
     /// metric key -> value
-    pub(crate) values: Vec<(&'static str, f64)>,
+    pub(crate) values: BTreeMap<String, f64>,
     /// Streams that failed (only tolerated for picomux).
     pub(crate) failed_streams: usize,
     /// Sample errors of failed streams.
@@ -49,14 +152,14 @@ pub(crate) fn us(d: Duration) -> f64 {
 
 /// Runs one in-process measurement: a fresh session, the scenario under a time limit, a clean
 /// teardown.
-pub(crate) fn measure<F, Fut>(imp: Impl, timeout: Duration, body: F) -> MResult
+fn measure<F, Fut>(imp: Impl, route: Route, timeout: Duration, body: F) -> MResult
 where
     F: FnOnce(Arc<Session>) -> Fut + Send + 'static,
     Fut: Future<Output = MResult> + Send + 'static,
 {
     block(async move {
         let sess = Arc::new(
-            Session::new(imp)
+            Session::new(imp, route)
                 .await
                 .map_err(|e| format!("session setup: {e}"))?,
         );

@@ -67,6 +67,7 @@ pub(crate) async fn open_close(sess: Arc<Session>, count: usize) -> MResult {
         errors,
         ..Default::default()
     };
-    out.values.push(("streams_per_s", count as f64 / secs));
+    out.values
+        .insert("streams_per_s".into(), count as f64 / secs);
     Ok(out)
 }
