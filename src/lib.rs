@@ -141,7 +141,7 @@ mod stats;
 mod stream;
 mod transmit;
 
-pub use config::Config;
+pub use config::{Config, Protocol, Role};
 pub use driver::Driver;
 pub use mux::Mux;
 pub use stats::Stats;
