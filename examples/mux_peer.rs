@@ -173,9 +173,11 @@ fn parse_count<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Str
 /// The session settings for `protocol` on this side of the connection.
 fn config(protocol: Protocol, role: Role) -> Config {
     let config = Config::default().protocol(protocol);
-    match protocol {
-        Protocol::Picomux => config, // no roles: both sides are alike
-        _ => config.role(role),
+    // Picomux has no roles (both sides are alike); the smux dialects need one.
+    if protocol.needs_role() {
+        config.role(role)
+    } else {
+        config
     }
 }
 
@@ -258,7 +260,9 @@ async fn client(addr: &str, protocol: Protocol, streams: usize, bytes: u64) -> i
     drop(mux);
     // Ending the session: a clean end after close, or the error that broke it. A peer that
     // simply drops the connection after our close ends it cleanly too.
-    let ended = driver.await.map_err(context(format!("{addr}: the session")));
+    let ended = driver
+        .await
+        .map_err(context(format!("{addr}: the session")));
     outcome.and(ended)
 }
 

@@ -145,10 +145,16 @@ impl Peer {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("hang guard: {} printed no {prefix:?}: {:#?}", self.name, self.transcript)
+                    panic!(
+                        "hang guard: {} printed no {prefix:?}: {:#?}",
+                        self.name, self.transcript
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("{} ended without printing {prefix:?}: {:#?}", self.name, self.transcript)
+                    panic!(
+                        "{} ended without printing {prefix:?}: {:#?}",
+                        self.name, self.transcript
+                    )
                 }
             }
         }
@@ -353,7 +359,10 @@ fn go_dials_mux_peer_and_every_stream_echoes() {
         for (streams, bytes) in [("1", "10000000"), ("50", "1000000")] {
             let line =
                 go_client(exe, version, &addr, &["-streams", streams, "-bytes", bytes]).expect_ok();
-            assert!(line.contains(&format!("streams={streams} bytes={bytes}")), "{line}");
+            assert!(
+                line.contains(&format!("streams={streams} bytes={bytes}")),
+                "{line}"
+            );
         }
     }
 }
@@ -372,7 +381,10 @@ fn mux_peer_dials_go_and_every_stream_echoes() {
                 c
             });
             let line = client.expect_ok();
-            assert!(line.contains(&format!("streams={streams} bytes={bytes}")), "{line}");
+            assert!(
+                line.contains(&format!("streams={streams} bytes={bytes}")),
+                "{line}"
+            );
             // Go saw every stream end with the whole echo sent.
             for _ in 0..streams.parse::<usize>().unwrap() {
                 let done = server.line_starting("stream ");
@@ -427,7 +439,13 @@ fn go_sends_fin_and_we_still_write_then_the_session_goes_on() {
                 exe,
                 version,
                 &addr,
-                &["-send-then-close", "-streams", "3", "-bytes", &BYTES.to_string()],
+                &[
+                    "-send-then-close",
+                    "-streams",
+                    "3",
+                    "-bytes",
+                    &BYTES.to_string(),
+                ],
             );
             let (mux, driver) = accept(&listener, config(version, Role::Server)).await;
             for _ in 0..3 {
@@ -485,12 +503,7 @@ fn one_byte_writes_both_ways() {
 // ----- keepalive -----
 
 /// Go's keepalive in these tests: a NOP every 200 ms, the session closed after 1 s of silence.
-const GO_KEEPALIVE: [&str; 4] = [
-    "-keepalive-interval",
-    "200ms",
-    "-keepalive-timeout",
-    "1s",
-];
+const GO_KEEPALIVE: [&str; 4] = ["-keepalive-interval", "200ms", "-keepalive-timeout", "1s"];
 
 /// How long each side idles: several of Go's (and our) keepalive timeouts.
 const IDLE: Duration = Duration::from_millis(3500);

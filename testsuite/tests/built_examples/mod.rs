@@ -85,4 +85,3 @@ pub fn example(name: &str) -> Command {
     command.stdin(Stdio::null());
     command
 }
-
