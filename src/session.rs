@@ -620,3 +620,5 @@ fn broken_pipe(why: &str, lost: usize) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_smux;
