@@ -93,10 +93,19 @@ pub struct Config {
     /// (they announce smolmux's extensions and measure the path's round trip) and while small
     /// messages share the connection with bulk data (they measure the queue ahead of the
     /// messages). Default: 30 s.
+    ///
+    /// In smux, which has no PING, this is the interval of the keepalive NOP, at most 10 s
+    /// (Go's default `KeepAliveInterval`: a Go peer ends a session from which nothing arrived
+    /// for its `KeepAliveTimeout`, 30 s by default, so NOPs must come well within that);
+    /// `None` sends none.
     pub ping_interval: Option<Duration>,
     /// How long to wait for the PONG that answers a PING before the session ends with
     /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. A duration too long to
     /// add to the clock (such as `Duration::MAX`) means never. Default: 30 s.
+    ///
+    /// In smux: how long the session waits with nothing at all arriving from the peer (Go's
+    /// `KeepAliveTimeout`) before it ends with [`io::ErrorKind::TimedOut`]. Also used only when
+    /// `ping_interval` is set.
     pub ping_timeout: Duration,
     /// How long a graceful end may take: from [`Mux::close`](crate::Mux::close), or from the
     /// moment every `Mux` and `Stream` handle is gone, until every stream has finished both
@@ -112,11 +121,17 @@ pub struct Config {
     /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
     /// streams, so that readers which stall with full windows do not fill it. It must be at least
     /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    ///
+    /// In smux version 2 it is the window, in bytes, that our UPD frames announce (at most
+    /// 2^31 - 1); version 1 has no per-stream window (see `session_receive_buffer`).
     pub stream_receive_buffer: usize,
-    /// Most bytes all streams together may hold received and not yet read. When it is reached
-    /// the driver stops reading the connection until the application reads, so memory stays
+    /// Most bytes all streams together may hold received and not yet read, so memory stays
     /// bounded even against a peer that opens many streams and fills each one's initial window.
-    /// Default: 64 MiB.
+    /// In picomux, data past it resets the stream read longest ago (the connection is always
+    /// read, so PINGs are answered and the other streams go on). In smux the driver stops
+    /// reading the connection until the application reads, as Go smux does: in version 1,
+    /// which has no per-stream flow control, that is the only limit, and one stream nobody
+    /// reads stops them all. Default: 64 MiB.
     pub session_receive_buffer: usize,
     /// Most bytes one stream buffers from `write` before the driver frames them; a writer past it
     /// waits. Once the streams together buffer four times this, each buffers at most 64 KiB (a
