@@ -140,6 +140,7 @@ mod shared;
 mod stats;
 mod stream;
 mod transmit;
+mod wire;
 
 pub use config::{Config, Protocol, Role};
 pub use driver::Driver;

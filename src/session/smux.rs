@@ -1,0 +1,149 @@
+//! What the session does differently in the smux dialects (the rules on the wire are in
+//! [`crate::wire::smux`]): PSH accounting, version 2's byte windows (UPD frames), the session
+//! receive budget that stops the reader, and the keepalive NOP.
+
+use super::*;
+use crate::wire::smux::send_allowance;
+
+impl Session {
+    /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
+    /// that we aborted is discarded, since smux has no reset: an abort is our FIN plus this.
+    pub(super) fn on_smux_psh(&mut self, id: u32, body: Bytes) -> Result<(), ProtocolError> {
+        if body.is_empty() {
+            return Ok(()); // Go skips empty PSH frames too
+        }
+        let limit = self.smux_receive_limit();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let len = body.len() as u32;
+        stream.bytes.received = stream.bytes.received.wrapping_add(len);
+        if let Some(limit) = limit {
+            // Go's receiver never checks its windows; ours must, or one stream could hold the
+            // whole session budget. What the peer may have in flight counts from the latest
+            // consumed count we told it (it may only have heard an older one: it has less).
+            let unacknowledged = stream.bytes.received.wrapping_sub(stream.bytes.read_told);
+            if unacknowledged > limit {
+                return Err(ProtocolError(format!(
+                    "PSH on stream {id} beyond its window: {unacknowledged} bytes sent since \
+                     the latest UPD, which allows {limit}"
+                )));
+            }
+        }
+        match stream.recv {
+            RecvState::Finished => {
+                return Err(ProtocolError(format!("PSH on stream {id} after its FIN")));
+            }
+            RecvState::Reset(_) => {}
+            RecvState::Open if !stream.handles.reader_dropped() => {
+                self.recv_buffered += body.len();
+                stream.recv_queue.push_back(body);
+                self.wake.extend(stream.read_waker.take());
+                return Ok(());
+            }
+            RecvState::Open => {}
+        }
+        // Nobody will read it: count it as read, so a version-2 sender is not left waiting.
+        stream.bytes.read = stream.bytes.read.wrapping_add(len);
+        self.consider_upd(id);
+        Ok(())
+    }
+
+    /// Most bytes a version-2 peer may send on a stream beyond the consumed count we told it:
+    /// our window, or the larger window a sender assumes before our first UPD arrives. `None`
+    /// in version 1, which has no per-stream limit.
+    fn smux_receive_limit(&self) -> Option<u32> {
+        (self.dialect.flow() == Flow::ByteWindow)
+            .then(|| self.smux_window().max(INITIAL_PEER_WINDOW))
+    }
+
+    /// The window our UPDs announce: `stream_receive_buffer`, at most `i32::MAX` (a Go sender
+    /// reads the window as an i32: a larger one would stop it).
+    pub(super) fn smux_window(&self) -> u32 {
+        u32::try_from(self.config.stream_receive_buffer)
+            .unwrap_or(u32::MAX)
+            .min(i32::MAX as u32)
+    }
+
+    /// A version-2 UPD from the peer: how much of stream `id` it has read, and its window.
+    pub(super) fn on_upd(&mut self, id: u32, upd: Upd) -> Result<(), ProtocolError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // a stream we have forgotten (Go ignores these too)
+        };
+        stream.send_credits =
+            send_allowance(id, stream.bytes.sent, stream.bytes.peer_consumed, upd)?;
+        stream.bytes.peer_consumed = upd.consumed;
+        self.schedule_data(id);
+        Ok(())
+    }
+
+    /// Queues a UPD for stream `id` when one is due: the first as soon as the peer knows the
+    /// stream (so it learns our real window, not its 256 KiB guess), then each time half the
+    /// window has been read since the latest.
+    pub(super) fn consider_upd(&mut self, id: u32) {
+        let window = self.smux_window();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        // Before our SYN is out the peer cannot know the stream; after its FIN it sends no more.
+        if stream.grant_scheduled
+            || stream.syn.is_some()
+            || matches!(stream.recv, RecvState::Finished)
+        {
+            return;
+        }
+        let unreported = stream.bytes.read.wrapping_sub(stream.bytes.read_told);
+        let told_window = stream.window != 0;
+        if told_window && unreported < window / 2 {
+            return;
+        }
+        stream.grant_scheduled = true;
+        self.grant_queue.push_back(id);
+        self.wake_writer();
+    }
+
+    /// Encodes the UPD queued for stream `id`, unless it is no longer wanted.
+    pub(super) fn encode_upd(&mut self, id: u32, out: &mut Transmit) -> bool {
+        let window = self.smux_window();
+        let protocol = self.dialect.protocol;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        stream.grant_scheduled = false;
+        if matches!(stream.recv, RecvState::Finished) {
+            return false;
+        }
+        stream.bytes.read_told = stream.bytes.read;
+        stream.window = window;
+        let upd = Upd {
+            consumed: stream.bytes.read,
+            window,
+        };
+        tracing::trace!(id, consumed = upd.consumed, window, "UPD sent");
+        out.encode(|b| encode_frame_as(b, protocol, Command::Upd, id, &upd.to_bytes()));
+        true
+    }
+
+    /// smux: whether unread data fills `session_receive_buffer`, so that the reader stops until
+    /// the application reads (smux's session-wide backpressure: a smux sender expects it, and
+    /// version 1 has nothing else). picomux resets streams instead (see
+    /// [`Session::enforce_receive_budget`]).
+    pub(super) fn receive_budget_full(&self) -> bool {
+        !self.dialect.is_picomux() && self.recv_buffered >= self.config.session_receive_buffer
+    }
+
+    /// Encodes smux's keepalive, a NOP on stream 0, and schedules the next.
+    pub(super) fn encode_keepalive(&mut self, out: &mut Transmit, now: Instant) {
+        self.liveness.ping_wanted = false;
+        // The timeout counts from the session's start until something arrives.
+        self.liveness.last_arrival.get_or_insert(now);
+        self.liveness.next_ping_at = self
+            .liveness
+            .interval
+            .and_then(|interval| now.checked_add(interval));
+        tracing::trace!("NOP sent");
+        let protocol = self.dialect.protocol;
+        out.encode(|b| encode_frame_as(b, protocol, Command::Nop, 0, b""));
+        self.wake.extend(self.timer_waker.take());
+    }
+}
