@@ -373,8 +373,8 @@ struct Liveness {
     /// How often to ping (picomux) or to send a NOP (smux: at most [`SMUX_KEEPALIVE`]).
     interval: Option<Duration>,
     timeout: Duration,
-    /// When the latest frame arrived (from the first timer run on): smux's timeout counts
-    /// from it.
+    /// When the latest frame arrived (or the first timer run, before any): smux's timeout
+    /// counts from it.
     last_arrival: Option<Instant>,
     ping_wanted: bool,
     ping_sent_at: Option<Instant>,
@@ -468,9 +468,9 @@ impl Session {
             interval,
             timeout: config.ping_timeout,
             last_arrival: None,
-            // The first PING announces smolmux's extensions and measures the first round trip;
-            // smux's first NOP starts the keepalive schedule (if there is one).
-            ping_wanted: dialect.pings() || interval.is_some(),
+            // The first PING announces smolmux's extensions and measures the first round trip.
+            // smux's first NOP waits an interval, as Go's does (see `start_keepalive`).
+            ping_wanted: dialect.pings(),
             ping_sent_at: None,
             next_ping_at: None,
             pong_owed: false,
@@ -620,3 +620,5 @@ fn broken_pipe(why: &str, lost: usize) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_smux;

@@ -38,6 +38,7 @@ impl Session {
         if self.end().is_some() {
             return;
         }
+        self.start_keepalive(now);
         if !self.dialect.pings() && self.reader_paused() {
             // We stopped reading (the receive budget is full): the peer's frames wait unread,
             // so its silence proves nothing (Go smux makes the same exception).

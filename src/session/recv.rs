@@ -103,10 +103,6 @@ impl Session {
         self.streams.insert(id, stream);
         self.accept_queue.push_back((id, metadata.into()));
         self.notify_accept = true;
-        if self.dialect.flow() == Flow::ByteWindow {
-            // Tell the peer our real window at once, not at the first read.
-            self.consider_upd(id);
-        }
         Ok(())
     }
 

@@ -192,10 +192,6 @@ impl Session {
                 out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Syn, id, &metadata));
                 // Wake a flush waiting for the SYN to go.
                 self.wake.extend(stream.write_waker.take());
-                if dialect.flow() == Flow::ByteWindow {
-                    // The peer knows the stream now: tell it our window.
-                    self.consider_upd(id);
-                }
             }
             Some(DataFrame::Psh) => {
                 // Split what is queued evenly over the fewest frames, so a 64 KiB write does

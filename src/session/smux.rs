@@ -77,8 +77,8 @@ impl Session {
         Ok(())
     }
 
-    /// Queues a UPD for stream `id` when one is due: the first as soon as the peer knows the
-    /// stream (so it learns our real window, not its 256 KiB guess), then each time half the
+    /// Queues a UPD for stream `id` when one is due, as Go's receiver does: at the first read
+    /// (so the sender learns our real window, not its 256 KiB guess), then each time half the
     /// window has been read since the latest.
     pub(super) fn consider_upd(&mut self, id: u32) {
         let window = self.smux_window();
@@ -94,7 +94,7 @@ impl Session {
         }
         let unreported = stream.bytes.read.wrapping_sub(stream.bytes.read_told);
         let told_window = stream.window != 0;
-        if told_window && unreported < window / 2 {
+        if unreported == 0 || (told_window && unreported < window / 2) {
             return;
         }
         stream.grant_scheduled = true;
@@ -132,11 +132,23 @@ impl Session {
         !self.dialect.is_picomux() && self.recv_buffered >= self.config.session_receive_buffer
     }
 
+    /// smux: starts the keepalive schedule at the session's first timer run (the first NOP
+    /// one interval later), and the timeout's count, if nothing has arrived yet.
+    pub(super) fn start_keepalive(&mut self, now: Instant) {
+        let started = self.liveness.next_ping_at.is_some() || self.liveness.ping_wanted;
+        if self.dialect.pings() || started {
+            return;
+        }
+        self.liveness.last_arrival.get_or_insert(now);
+        self.liveness.next_ping_at = self
+            .liveness
+            .interval
+            .and_then(|interval| now.checked_add(interval));
+    }
+
     /// Encodes smux's keepalive, a NOP on stream 0, and schedules the next.
     pub(super) fn encode_keepalive(&mut self, out: &mut Transmit, now: Instant) {
         self.liveness.ping_wanted = false;
-        // The timeout counts from the session's start until something arrives.
-        self.liveness.last_arrival.get_or_insert(now);
         self.liveness.next_ping_at = self
             .liveness
             .interval

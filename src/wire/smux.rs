@@ -155,3 +155,144 @@ pub(super) fn check_peer_id(id: u32, role: Role) -> Result<(), ProtocolError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(version: u8, command: u8, body_len: u16, id: u32) -> [u8; 8] {
+        let mut bytes = [version, command, 0, 0, 0, 0, 0, 0];
+        bytes[2..4].copy_from_slice(&body_len.to_le_bytes());
+        bytes[4..].copy_from_slice(&id.to_le_bytes());
+        bytes
+    }
+
+    fn error(version: u8, bytes: [u8; 8]) -> String {
+        decode_header(&bytes, version).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn commands_of_each_version() {
+        for version in [1, 2] {
+            for (byte, command) in [
+                (0, Command::Syn),
+                (1, Command::Fin),
+                (2, Command::Psh),
+                (3, Command::Nop),
+            ] {
+                let len = if command == Command::Psh { 100 } else { 0 };
+                let h = decode_header(&header(version, byte, len, 7), version).unwrap();
+                assert_eq!((h.command, h.body_len, h.stream_id), (command, len, 7));
+            }
+        }
+        let upd = decode_header(&header(2, 4, 8, 9), 2).unwrap();
+        assert_eq!(upd.command, Command::Upd);
+    }
+
+    #[test]
+    fn a_version_mismatch_names_both_versions() {
+        let err = error(1, header(2, 0, 0, 3));
+        assert!(
+            err.contains("smux version 2") && err.contains("version 1"),
+            "{err}"
+        );
+        let err = error(2, header(1, 3, 0, 0));
+        assert!(
+            err.contains("smux version 1") && err.contains("version 2"),
+            "{err}"
+        );
+        // Something else entirely gets the foreign-protocol hint.
+        let err = error(1, *b"GET / HT");
+        assert!(err.contains("HTTP"), "{err}");
+    }
+
+    #[test]
+    fn commands_smux_does_not_have_are_errors() {
+        // UPD in version 1, picomux's PING and PONG, and anything else.
+        for (version, byte) in [(1, 4), (1, 0xa0), (2, 0xa0), (2, 0xa1), (2, 5), (1, 0xff)] {
+            let err = error(version, header(version, byte, 0, 0));
+            assert!(
+                err.contains(&format!("unknown command 0x{byte:02x}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn syn_fin_and_nop_bodies_must_be_empty_and_upd_eight_bytes() {
+        for version in [1, 2] {
+            for byte in [0, 1, 3] {
+                let err = error(version, header(version, byte, 1, 5));
+                assert!(err.contains("1-byte body (must be 0"), "{err}");
+            }
+            // An empty PSH is fine (the session skips it).
+            assert!(decode_header(&header(version, 2, 0, 5), version).is_ok());
+        }
+        for len in [0, 2, 7, 9, 65535] {
+            let err = error(2, header(2, 4, len, 5));
+            assert!(err.contains("(must be 8"), "{err}");
+        }
+    }
+
+    #[test]
+    fn upd_body_round_trips_little_endian() {
+        let upd = Upd {
+            consumed: 0x0403_0201,
+            window: 0x0807_0605,
+        };
+        assert_eq!(upd.to_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(Upd::decode(&upd.to_bytes()), upd);
+    }
+
+    #[test]
+    fn send_allowance_is_the_window_less_what_is_in_flight() {
+        let upd = |consumed, window| Upd { consumed, window };
+        assert_eq!(send_allowance(1, 1000, 0, upd(400, 1000)), Ok(400));
+        // Everything in flight, or more than the window (it shrank): nothing to send.
+        assert_eq!(send_allowance(1, 1000, 0, upd(0, 1000)), Ok(0));
+        assert_eq!(send_allowance(1, 1000, 0, upd(0, 10)), Ok(0));
+        // The counts wrap at 2^32.
+        let before = u32::MAX - 99;
+        assert_eq!(send_allowance(1, 100, before, upd(u32::MAX, 500)), Ok(399));
+        // A window as large as the field holds is taken as it is.
+        assert_eq!(send_allowance(1, 0, 0, upd(0, u32::MAX)), Ok(u32::MAX));
+    }
+
+    #[test]
+    fn consumed_going_backwards_or_past_what_was_sent_is_an_error() {
+        let upd = |consumed| Upd {
+            consumed,
+            window: 1 << 20,
+        };
+        let err = send_allowance(3, 1000, 500, upd(499)).unwrap_err().0;
+        assert!(err.contains("went backwards"), "{err}");
+        let err = send_allowance(3, 1000, 500, upd(1001)).unwrap_err().0;
+        assert!(err.contains("only 1000 sent"), "{err}");
+    }
+
+    #[test]
+    fn ids_count_up_by_role_and_run_out() {
+        let mut client = CountingIds::new(Role::Client);
+        let mut server = CountingIds::new(Role::Server);
+        let client_ids: Vec<_> = (0..3).map(|_| client.next().unwrap()).collect();
+        let server_ids: Vec<_> = (0..3).map(|_| server.next().unwrap()).collect();
+        assert_eq!((client_ids, server_ids), (vec![1, 3, 5], vec![2, 4, 6]));
+        let mut last = CountingIds {
+            next: Some(u32::MAX - 2),
+        };
+        assert_eq!(last.next(), Some(u32::MAX - 2));
+        assert_eq!(last.next(), Some(u32::MAX));
+        assert_eq!(last.next(), None);
+        assert_eq!(last.next(), None);
+    }
+
+    #[test]
+    fn a_peer_must_open_streams_of_its_own_parity() {
+        assert!(check_peer_id(2, Role::Client).is_ok());
+        assert!(check_peer_id(3, Role::Server).is_ok());
+        for (id, role) in [(3, Role::Client), (0, Role::Client), (2, Role::Server)] {
+            let err = check_peer_id(id, role).unwrap_err().0;
+            assert!(err.contains(&format!("SYN for stream {id}")), "{err}");
+        }
+    }
+}
