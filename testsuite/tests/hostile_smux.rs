@@ -186,11 +186,12 @@ impl FrameReader {
         data
     }
 
-    /// The latest UPD for stream `id` (consumed, window), read already or waited for; only
-    /// upkeep may come first.
-    async fn expect_upd(&mut self, id: u32) -> (u32, u32) {
+    /// The first UPD for stream `id` reporting at least `consumed` bytes read (its consumed
+    /// count and window), read already or waited for; only upkeep may come first.
+    async fn expect_upd(&mut self, id: u32, consumed: u32) -> (u32, u32) {
         loop {
-            if let Some(&(_, consumed, window)) = self.upds.iter().rev().find(|u| u.0 == id) {
+            let reaching = self.upds.iter().find(|u| u.0 == id && u.1 >= consumed);
+            if let Some(&(_, consumed, window)) = reaching {
                 return (consumed, window);
             }
             match self.next().await {
@@ -508,9 +509,9 @@ fn upd_consumed_going_backwards_is_a_protocol_error() {
 
 #[test]
 fn upd_granting_the_whole_u32_window_is_taken_without_overflow() {
-    // A window of u32::MAX (and consumed counts that wrap) is legal, if odd. The session must
-    // not overflow on it, must go on sending exactly what the application wrote, and must not
-    // buffer beyond its own send buffer.
+    // A window of u32::MAX is legal, if odd (Go's own sender reads it as a negative i32 and
+    // stops). The session must not overflow on it, must go on sending exactly what the
+    // application wrote, and must not buffer beyond its own send buffer.
     const BYTES: usize = 600 << 10; // past the 256 KiB a sender assumes before the first UPD
     run(async {
         let session_config = config(2, Role::Client).stream_send_buffer(64 << 10);
@@ -646,6 +647,144 @@ fn empty_psh_frames_are_skipped() {
     }
 }
 
+#[test]
+fn upd_for_an_unknown_stream_is_ignored() {
+    // Go ignores these too: a UPD may cross our FIN and the stream's end.
+    run(async {
+        let (mux, driver, mut mock) = smux_pair(config(2, Role::Server), 2).await;
+        let [id, _, _] = peer_ids(Role::Server);
+        mock.send(&[upd(2, 99, 12_345, 65_536), upd(2, 0, 0, u32::MAX)].concat())
+            .await;
+        still_works(&mux, &mut mock, id).await;
+        assert!(!driver.is_finished());
+    });
+}
+
+// ----- receive limits -----
+
+#[test]
+fn psh_beyond_the_announced_window_is_a_protocol_error() {
+    // Go's receiver never checks its windows; ours does, or one stream could take the whole
+    // session budget. Exactly the window, unread, is fine; one byte more is not.
+    const WINDOW: usize = 1 << 20;
+    run(async {
+        let session_config = config(2, Role::Server).stream_receive_buffer(WINDOW);
+        let (mux, driver, mut mock) = smux_pair(session_config, 2).await;
+        let [id, _, _] = peer_ids(Role::Server);
+        mock.send(&mock.frame(SYN, id, b"")).await;
+        let stream = mux.accept().await.unwrap();
+        let full: Vec<Vec<u8>> = (0..WINDOW / 32_768)
+            .map(|_| mock.frame(PSH, id, &[1; 32_768]))
+            .collect();
+        mock.send(&full.concat()).await;
+        eventually("the window arrived", || {
+            mux.stats().recv_buffered_bytes == WINDOW
+        })
+        .await;
+        assert!(mux.is_alive());
+        mock.send(&mock.frame(PSH, id, b"!")).await;
+        assert_err_names(
+            driver.await,
+            &[&format!("stream {id}"), "beyond its window"],
+        );
+        assert!(!mux.is_alive());
+        mock.reader.expect_eof().await;
+        drop(stream);
+    });
+}
+
+#[test]
+fn the_session_budget_stops_the_reader_until_the_application_reads() {
+    // smux's session-wide backpressure: past session_receive_buffer the session reads nothing
+    // more from the connection, so a peer that keeps writing (version 1 has no per-stream
+    // limit; in version 2 each of many streams stays within its window) is held off by TCP.
+    // Then the application reads it all, unchanged.
+    const BUDGET: usize = 1 << 20;
+    for (version, streams, per_stream) in [(1, 1, 32 << 20), (2, 16, BUDGET)] {
+        run(async move {
+            let session_config = config(version, Role::Server)
+                .stream_receive_buffer(BUDGET)
+                .session_receive_buffer(BUDGET);
+            let (mux, driver, mut mock) = smux_pair(session_config, version).await;
+            let ids: Vec<u32> = (0..streams).map(|i| 2 * i + 1).collect();
+            let opens: Vec<Vec<u8>> = ids.iter().map(|&id| mock.frame(SYN, id, b"")).collect();
+            mock.send(&opens.concat()).await;
+            // Far more than the budget and the kernel's socket buffers together.
+            let writer = spawn({
+                let mut tcp = mock.tcp.clone();
+                let ids = ids.clone();
+                async move {
+                    for offset in (0..per_stream).step_by(32_768) {
+                        for &id in &ids {
+                            let len = 32_768.min(per_stream - offset);
+                            let body: Vec<u8> = (offset..offset + len)
+                                .map(|i| (i as u32 ^ id) as u8)
+                                .collect();
+                            tcp.write_all(&frame(version, PSH, id, &body)).await?;
+                        }
+                    }
+                    tcp.flush().await
+                }
+            });
+            let bound = BUDGET + 65_535; // the budget plus at most one frame
+            eventually("the budget filled", || {
+                mux.stats().recv_buffered_bytes >= BUDGET
+            })
+            .await;
+            // Nothing moves while nobody reads.
+            Timer::after(Duration::from_millis(200)).await;
+            assert!(
+                mux.stats().recv_buffered_bytes <= bound,
+                "{:?}",
+                mux.stats()
+            );
+            assert!(!writer.is_finished(), "the peer was not held off");
+
+            let mut accepted = Vec::new();
+            for &id in &ids {
+                let stream = mux.accept().await.unwrap();
+                assert_eq!(stream.id(), id);
+                accepted.push(stream);
+            }
+            // Read in the order the writer wrote, so that no stream waits behind another's
+            // unread data.
+            let mut chunk = vec![0u8; 32_768];
+            for offset in (0..per_stream).step_by(32_768) {
+                for (stream, &id) in accepted.iter_mut().zip(&ids) {
+                    let len = 32_768.min(per_stream - offset);
+                    stream.read_exact(&mut chunk[..len]).await.unwrap();
+                    for (i, &byte) in chunk[..len].iter().enumerate() {
+                        assert_eq!(byte, ((offset + i) as u32 ^ id) as u8, "stream {id}");
+                    }
+                    let stats = mux.stats();
+                    assert!(stats.recv_buffered_bytes <= bound, "{stats:?}");
+                }
+            }
+            writer.await.unwrap();
+            assert!(mux.is_alive());
+            assert!(!driver.is_finished());
+            if version == 2 {
+                // The reads were reported, at least every half window, with the window this
+                // session announces, and the consumed counts only went up.
+                let (consumed, window) = mock
+                    .reader
+                    .expect_upd(ids[0], (per_stream / 2) as u32)
+                    .await;
+                assert!(consumed as usize <= per_stream, "{consumed}");
+                assert_eq!(window as usize, BUDGET);
+                let counts: Vec<u32> = mock
+                    .reader
+                    .upds
+                    .iter()
+                    .filter(|u| u.0 == ids[0])
+                    .map(|u| u.1)
+                    .collect();
+                assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+            }
+        });
+    }
+}
+
 // ----- floods -----
 
 #[test]
@@ -745,9 +884,11 @@ fn the_mock_speaks_smux_a_clean_exchange_both_ways() {
                 own.read_exact(&mut got).await.unwrap();
                 assert_eq!(&got, b"world");
                 if version == 2 {
-                    // Reads are reported (Go's receiver sends a UPD on its first read).
-                    let (consumed, window) = mock.reader.expect_upd(own_id).await;
-                    assert!(consumed <= 5 && window > 0, "UPD {consumed} {window}");
+                    // The first read is reported at once, as Go's receiver does, with the
+                    // stream's receive buffer as the window.
+                    let (consumed, window) = mock.reader.expect_upd(own_id, 1).await;
+                    assert_eq!(consumed, 5);
+                    assert_eq!(window as usize, Config::default().stream_receive_buffer);
                 } else {
                     assert!(mock.reader.upds.is_empty(), "UPD in version 1");
                 }
