@@ -13,6 +13,7 @@ use async_smux::{MuxAcceptor, MuxBuilder, MuxConnector, MuxStream};
 use smol::lock::Mutex;
 use smol::net::TcpStream;
 use smol::Task;
+use smolmux::Role;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use crate::runtime::spawn;
@@ -29,12 +30,11 @@ pub(crate) struct AsyncSmuxHandle {
 }
 
 impl AsyncSmuxHandle {
-    /// Starts a session on `tcp`; `client` picks odd stream ids (the dialer's), else even.
-    pub(crate) fn start(tcp: TcpStream, client: bool) -> (AsyncSmuxHandle, Task<io::Result<()>>) {
-        let mut builder = if client {
-            MuxBuilder::client()
-        } else {
-            MuxBuilder::server()
+    /// Starts a session on `tcp` in `role` (the client's stream ids are odd, the server's even).
+    pub(crate) fn start(tcp: TcpStream, role: Role) -> (AsyncSmuxHandle, Task<io::Result<()>>) {
+        let mut builder = match role {
+            Role::Client => MuxBuilder::client(),
+            Role::Server => MuxBuilder::server(),
         };
         let (connector, acceptor, worker) = builder.with_connection(tcp.compat()).build();
         let driver = spawn(async move {

@@ -228,8 +228,8 @@ impl Session {
             }
             Impl::AsyncSmux => {
                 let (c, a) = tcp_pair(route).await?;
-                let (ch, cd) = AsyncSmuxHandle::start(c, true);
-                let (sh, sd) = AsyncSmuxHandle::start(a, false);
+                let (ch, cd) = AsyncSmuxHandle::start(c, smolmux::Role::Client);
+                let (sh, sd) = AsyncSmuxHandle::start(a, smolmux::Role::Server);
                 Ok(Session {
                     imp,
                     client: Endpoint::AsyncSmux(ch),
