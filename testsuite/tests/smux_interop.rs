@@ -584,8 +584,14 @@ fn go_closing_the_session_ends_ours_promptly() {
                 &["-close-session", "-streams", "2", "-bytes", "100000"],
             );
             let (mux, driver) = accept(&listener, config(version, Role::Server)).await;
+            // Both accepted before either is read: in v2 a read sends a UPD, which reaching
+            // Go's closed socket resets the connection, and after a reset the session hands
+            // out no more streams.
+            let mut accepted = Vec::new();
             for _ in 0..2 {
-                let mut stream = hang_guard(mux.accept()).await.unwrap();
+                accepted.push(hang_guard(mux.accept()).await.unwrap());
+            }
+            for mut stream in accepted {
                 // What arrived is the pattern's start (Go's close may cut it short: its
                 // socket's close can reset the connection); then EOF or an error, promptly.
                 let mut received = 0u64;
