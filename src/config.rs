@@ -17,6 +17,9 @@ use crate::frame::{INITIAL_CREDITS, MAX_BODY};
 /// | per-stream flow control | frame credits | none (the session's receive budget stops the reader) | byte windows |
 /// | keepalive | PING / PONG, [`Mux::last_rtt`](crate::Mux::last_rtt) | NOP, no RTT | NOP, no RTT |
 ///
+/// [`Protocol::Yamux`] is **not yet implemented**: its wire codec exists, but a session
+/// configured for it ends at once with [`io::ErrorKind::Unsupported`].
+///
 /// `docs/protocol.md` describes each dialect on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -30,11 +33,15 @@ pub enum Protocol {
     /// Go xtaci/smux protocol version 2: per-stream byte windows (UPD frames). Needs a
     /// [`Role`].
     SmuxV2,
+    /// yamux, as Go hashicorp/yamux and rust-yamux speak it. Needs a [`Role`]. **Not yet
+    /// implemented**: a session configured for it ends at once with
+    /// [`io::ErrorKind::Unsupported`] (issue 18).
+    Yamux,
 }
 
 impl Protocol {
-    /// Whether this protocol needs [`Config::role`]: smux splits stream ids by role (the
-    /// client's are odd, the server's even), so the two ends must not pick the same.
+    /// Whether this protocol needs [`Config::role`]: smux and yamux split stream ids by role
+    /// (the client's are odd, the server's even), so the two ends must not pick the same.
     pub fn needs_role(self) -> bool {
         !matches!(self, Protocol::Picomux)
     }
@@ -74,7 +81,8 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The wire protocol: [`Protocol::Picomux`] (the default) or one of Go smux's versions.
+    /// The wire protocol: [`Protocol::Picomux`] (the default) or one of Go smux's versions
+    /// ([`Protocol::Yamux`] is not yet implemented).
     pub protocol: Protocol,
     /// Which end of the connection this is, for a protocol that needs to know
     /// ([`Protocol::needs_role`]): [`Config::validate`] fails without one. Picomux has no
@@ -330,7 +338,7 @@ mod tests {
 
     #[test]
     fn smux_is_valid_with_a_role_and_picomux_with_or_without_one() {
-        for protocol in [Protocol::SmuxV1, Protocol::SmuxV2] {
+        for protocol in [Protocol::SmuxV1, Protocol::SmuxV2, Protocol::Yamux] {
             for role in [Role::Client, Role::Server] {
                 Config::default()
                     .protocol(protocol)
@@ -413,6 +421,7 @@ mod tests {
                 "role(Role::Client)",
             ),
             (Config::default().protocol(Protocol::SmuxV2), "needs a role"),
+            (Config::default().protocol(Protocol::Yamux), "needs a role"),
         ];
         for (config, name) in cases {
             let err = config.validate().unwrap_err();

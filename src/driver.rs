@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
-use crate::frame::foreign_protocol_hint;
+use crate::frame::{foreign_protocol_hint, SmuxFraming};
 use crate::read_buffer::{ReadBuffer, SHORT_READ};
 use crate::shared::Shared;
 use crate::transmit::Transmit;
@@ -212,7 +212,7 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     shared.with(|s| {
         let mut any = false;
         while !s.reader_paused() {
-            let result = match buffer.next_frame(s.protocol()) {
+            let result = match buffer.next_frame(SmuxFraming(s.protocol())) {
                 Ok(Some((header, body))) => s.on_frame(header, body, now),
                 Ok(None) => return Dispatch::Done { any },
                 Err(err) => Err(err),

@@ -55,6 +55,8 @@
 //!   `min(ping_interval, 10 s)` and a timeout when nothing arrives for `ping_timeout`, with no
 //!   round trip measured ([`Mux::last_rtt`] is `None`). Version 2 has per-stream byte windows;
 //!   version 1 only the session's receive budget, past which the driver stops reading.
+//! - [`Protocol::Yamux`]: **not yet implemented**; a session configured for it ends at once
+//!   with `Unsupported`.
 //!
 //! ```
 //! use smolmux::{Config, Protocol, Role};

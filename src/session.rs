@@ -517,7 +517,7 @@ impl Session {
             notify_state: false,
             notify_open: false,
         };
-        if let Some(err) = invalid {
+        if let Some(err) = invalid.or_else(|| unsupported(session.dialect.protocol)) {
             session.fail(err.kind(), err.to_string());
         }
         session
@@ -542,6 +542,17 @@ impl Session {
     pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.wake)
     }
+}
+
+/// The error of a protocol whose session behaviour is not written yet: such a session ends at
+/// once rather than half-work.
+fn unsupported(protocol: Protocol) -> Option<io::Error> {
+    (protocol == Protocol::Yamux).then(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Protocol::Yamux is not yet implemented (only its wire codec exists; issue 18)",
+        )
+    })
 }
 
 /// A handle outlived its stream's entry; the table keeps entries while handles exist, so this

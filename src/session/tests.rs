@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::config::Role;
 use crate::frame::{Command, FrameIter, Header, PingInfo};
 
 fn noop() -> Waker {
@@ -873,6 +874,21 @@ fn invalid_config_gives_an_ended_session() {
     });
     let err = s.end().unwrap().error();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_yamux_session_ends_at_once_as_not_yet_implemented() {
+    let s = Session::new(
+        Config::default()
+            .protocol(Protocol::Yamux)
+            .role(Role::Client),
+    );
+    let err = s.end().unwrap().error();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("not yet implemented"), "{err}");
+    // A config error still comes first.
+    let s = Session::new(Config::default().protocol(Protocol::Yamux));
+    assert_eq!(s.end().unwrap().error().kind(), ErrorKind::InvalidInput);
 }
 
 #[test]
