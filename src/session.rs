@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 
 use crate::config::Config;
+use crate::congestion::Pacer;
 use crate::fifo::Fifo;
 use crate::frame::{
     encode_frame, Command, Header, PingInfo, ProtocolError, Signal, INITIAL_CREDITS, MAX_BODY,
@@ -51,6 +52,7 @@ mod lifecycle;
 mod liveness;
 mod recv;
 mod send;
+mod window;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
@@ -75,16 +77,25 @@ const CROWDED_SEND_BUFFERS: usize = 4;
 /// none waits for another's buffer to drain, even one whose peer has stopped reading.
 const CROWDED_SEND_BUFFER: usize = 64 << 10;
 
-/// While streams exchange small messages, bulk streams send frames of at most
+/// While streams exchange small messages over a path too short to pace (see
+/// [`crate::congestion::MIN_PACED_RTT`]), bulk streams send frames of at most
 /// `max_frame_body / INTERLEAVED_FRAME_DIVISOR` bytes: the protocol lets a stream keep at least 10
 /// frames in flight, and a message sent by another stream waits behind all of them (640 KiB of
-/// 64 KiB frames). A PSH that empties its stream's buffer and is smaller than this fraction of
+/// 64 KiB frames). On such a path 10 small frames are still more than the bandwidth × delay
+/// product; on a longer one they would starve the bulk, which is paced there instead.
+/// A PSH that empties its stream's buffer and is smaller than this fraction of
 /// `max_frame_body` counts as a message, unless it is the tail of a burst (the stream's previous
 /// PSH left bytes queued): else a bulk stream's own tails would hide the other streams' messages.
 const INTERLEAVED_FRAME_DIVISOR: usize = 4;
 
-/// How many PSH frames after another stream's last message bulk streams keep their frames small.
+/// How many PSH frames after another stream's last message bulk streams keep their frames small
+/// (or are paced): at least this many, and on a paced path at least
+/// [`MESSAGE_MEMORY_ROUND_TRIPS`] round trips of them, so that messages a round trip apart count
+/// as one conversation (see [`Session::message_memory`]).
 const MESSAGE_MEMORY: u64 = 128;
+
+/// See [`MESSAGE_MEMORY`].
+const MESSAGE_MEMORY_ROUND_TRIPS: u64 = 4;
 
 /// While both messages and our own bulk frames flow, a PING is kept in flight: its round trip
 /// measures the queue the bulk frames build ahead of the messages. Once it has been out longer
@@ -202,10 +213,19 @@ struct StreamState {
     recv_queue: Fifo<Bytes>,
     /// Credits the peer still holds on this stream: PSH frames it may still send us.
     peer_credits: u32,
-    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It is the
-    /// stream's whole receive buffer, except while the peer interleaves this stream with other
-    /// streams' messages, when it is the initial 10 frames (see [`Session::on_psh`]).
+    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It starts
+    /// as the stream's whole receive buffer and grows beyond it while the application keeps up
+    /// with a long fat path (see [`Session::tune_window`]), except while the peer interleaves
+    /// this stream with other streams' messages, when it is the initial 10 frames (see
+    /// [`Session::on_psh`]).
     window: u32,
+    /// When our latest MORE on this stream was encoded, in milliseconds of the session's
+    /// clock (wrapping; 0: none yet): the window tuner's measure of how fast it is consumed.
+    /// Four bytes, not an `Instant`'s sixteen, keep the state within its allocation class.
+    granted_at: u32,
+    /// The received PSH bodies' average length (a moving average), for the tuner to count a
+    /// grown window in bytes, not frames (see [`Session::window_in_frames`]).
+    frame_len: u16,
     /// In `grant_queue`, waiting for a MORE.
     grant_scheduled: bool,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
@@ -236,6 +256,8 @@ impl StreamState {
             recv_queue: Fifo::default(),
             peer_credits: INITIAL_CREDITS,
             window,
+            granted_at: 0,
+            frame_len: MAX_BODY as u16,
             grant_scheduled: false,
             data_scheduled: false,
             handles: Handles::Held,
@@ -283,10 +305,10 @@ impl StreamState {
             .saturating_sub(self.committed_frames())
     }
 
-    /// Whether half the window, at most `limit`, is free: time for a MORE.
-    fn grant_due(&self, limit: u32) -> bool {
+    /// Whether `1 / batch` of the window, at most `limit`, is free: time for a MORE.
+    fn grant_due(&self, limit: u32, batch: u32) -> bool {
         let free = self.free_window(limit);
-        free > 0 && free >= self.window.min(limit) / 2
+        free > 0 && free >= self.window.min(limit) / batch
     }
 
     /// The next frame this stream wants to send, if it can send one now.
@@ -345,6 +367,8 @@ struct Liveness {
 pub(crate) struct Session {
     config: Config,
     max_window: u32,
+    /// The origin of the streams' `granted_at` clock.
+    epoch: Instant,
     /// Boxed, so that the table's spare capacity costs a pointer per slot, not a whole state.
     streams: HashMap<u32, Box<StreamState>>,
     next_id: u32,
@@ -359,8 +383,14 @@ pub(crate) struct Session {
     /// Refused SYNs to answer, with the reason the FIN carries.
     refusals: VecDeque<(u32, &'static str)>,
     data_queue: VecDeque<u32>,
-    /// Bulk streams waiting for the queue ahead of messages to drain (still `data_scheduled`).
+    /// Bulk streams waiting for the queue ahead of messages to drain, or for the pacer (still
+    /// `data_scheduled`).
     held: Vec<u32>,
+    /// When the held streams may go, if no PONG releases them first (see
+    /// [`Session::hold_release`]).
+    held_until: Option<Instant>,
+    /// Paces bulk frames while messages share the session (see [`crate::congestion`]).
+    pacer: Pacer,
     grant_queue: VecDeque<u32>,
     liveness: Liveness,
     recv_buffered: usize,
@@ -424,6 +454,7 @@ impl Session {
         };
         let mut session = Session {
             max_window: config.max_stream_window(),
+            epoch: Instant::now(),
             config,
             streams: HashMap::new(),
             // A random start walked by an odd step visits all 2^32 ids before repeating one.
@@ -436,6 +467,8 @@ impl Session {
             refusals: VecDeque::new(),
             data_queue: VecDeque::new(),
             held: Vec::new(),
+            held_until: None,
+            pacer: Pacer::default(),
             grant_queue: VecDeque::new(),
             liveness,
             recv_buffered: 0,

@@ -5,16 +5,10 @@ use super::*;
 impl Session {
     /// The next instant at which [`Session::on_timeout`] has something to do.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        let hold_deadline = match (self.held.is_empty(), self.liveness.ping_sent_at) {
-            (false, Some(sent)) => self
-                .queue_limit()
-                .and_then(|limit| sent.checked_add(limit.saturating_mul(MAX_HOLD_FACTOR))),
-            _ => None,
-        };
         [
             self.ping_deadline(),
             self.liveness.next_ping_at,
-            hold_deadline,
+            self.held_until,
             self.close_deadline(),
         ]
         .into_iter()
@@ -55,12 +49,13 @@ impl Session {
             }
             self.psh_sent_at_keepalive = self.psh_sent;
         }
-        if !self.held.is_empty() && !self.queue_too_long(now) {
-            // The PONG is too late to wait for: release the held streams (this also ends the
-            // hold deadline, so the timer does not fire again).
+        if !self.held.is_empty() && !self.queue_too_long(now) && !self.pacing_holds(now) {
+            // The PONG is too late to wait for, or the pacer allows: release the held streams
+            // (this also ends the hold deadline, so the timer does not fire again).
             self.data_queue.extend(self.held.drain(..));
             self.wake_writer();
         }
+        self.update_hold_release(now);
     }
 
     pub(crate) fn set_timer_waker(&mut self, waker: &Waker) {

@@ -136,16 +136,18 @@ impl Session {
             self.consider_grant(id);
             return Ok(());
         }
+        stream.frame_len = ((u32::from(stream.frame_len) * 7 + body.len() as u32) / 8) as u16;
         self.recv_buffered += body.len();
         stream.recv_queue.push_back(body);
         self.wake.extend(stream.read_waker.take());
         // An interleaved frame means the peer is sending this stream's data beside another
         // stream's messages (see INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight ahead
-        // of them. A full frame means it no longer does.
+        // of them. A full frame means it no longer does: the window is at least the whole
+        // receive buffer again, or what the tuner grew it to.
         stream.window = if interleaved {
             INITIAL_CREDITS
         } else {
-            max_window
+            stream.window.max(max_window)
         };
         self.enforce_receive_budget();
         Ok(())
@@ -293,7 +295,10 @@ impl Session {
         let rtt = now.saturating_duration_since(sent_at);
         tracing::trace!(?rtt, "PONG received");
         self.liveness.last_rtt = Some(rtt);
-        self.liveness.min_rtt = Some(self.liveness.min_rtt.map_or(rtt, |min| min.min(rtt)));
+        let min_rtt = self.liveness.min_rtt.map_or(rtt, |min| min.min(rtt));
+        self.liveness.min_rtt = Some(min_rtt);
+        let pacing = self.bulk_pacing_rate().is_some();
+        self.pacer.on_pong(now, min_rtt, pacing);
         if self.liveness.rtt_samples < STARTUP_RTT_SAMPLES {
             // A few PINGs in a row at the start, so one slow first answer (the peer may still be
             // starting) does not stand as the path's RTT.
@@ -347,11 +352,12 @@ impl Session {
     }
 
     /// The most frames any stream's window may hold now: the 10-frame floor plus an even share
-    /// of the [`Session::excess_budget`] among the open streams, at most `stream_receive_buffer`.
+    /// of the [`Session::excess_budget`] among the open streams. (A stream's own window starts
+    /// at `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
     pub(super) fn window_share(&self) -> u32 {
         let share = self.excess_budget() / self.streams.len().max(1);
         let share = u32::try_from(share).unwrap_or(u32::MAX);
-        INITIAL_CREDITS.saturating_add(share).min(self.max_window)
+        INITIAL_CREDITS.saturating_add(share)
     }
 
     /// The most frames stream `id`'s window may hold now: its [`Session::window_share`], with
@@ -385,8 +391,19 @@ impl Session {
         {
             return;
         }
+        // A window at most `stream_receive_buffer` is granted back half at a time. The credits
+        // held back wait a round trip or more on a long path, so a window the tuner grew is
+        // granted back a quarter at a time: it then needs only 4/3 of the path's BDP, not 2×,
+        // to keep the path full.
+        let batch = if stream.window > self.max_window {
+            4
+        } else {
+            2
+        };
         // The even share bounds the exact limit from above, and costs nothing to check first.
-        if !stream.grant_due(self.window_share()) || !stream.grant_due(self.window_limit(id)) {
+        if !stream.grant_due(self.window_in_frames(stream, self.window_share()), batch)
+            || !stream.grant_due(self.window_in_frames(stream, self.window_limit(id)), batch)
+        {
             return;
         }
         let Some(stream) = self.streams.get_mut(&id) else {

@@ -1145,3 +1145,53 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
 }
 
 mod lifecycle;
+
+/// Plays a peer that spends every credit on stream 1 in full frames, which the application
+/// reads at once, `rounds` times, `pause` apart; returns the stream's window after each round.
+fn windows_while_read_every(h: &mut Harness, pause: Duration, rounds: usize) -> Vec<u32> {
+    let body = vec![7u8; MAX_BODY];
+    (0..rounds)
+        .map(|_| {
+            while h.s.streams[&1].peer_credits > 0 {
+                h.recv(Command::Psh, 1, &body).unwrap();
+                h.read(1, MAX_BODY).unwrap().unwrap();
+            }
+            h.now += pause;
+            h.transmit();
+            h.s.streams[&1].window
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_read_within_two_round_trips_doubles_up_to_its_share_and_halves_when_read_slowly() {
+    let config = Config::default();
+    let base = config.max_stream_window();
+    let mut h = Harness::new(config.clone());
+    answer_startup_pings(&mut h, &[100; STARTUP_RTT_SAMPLES as usize + 1]);
+    peer_opens(&mut h, 1);
+    let share = h.s.window_share();
+    let fast = windows_while_read_every(&mut h, Duration::from_millis(10), 8);
+    assert_eq!(fast[0], base, "the first grant has nothing to compare with");
+    assert_eq!(fast[1], base * 2);
+    assert_eq!(*fast.last().unwrap(), share, "{fast:?}");
+    assert!(fast.windows(2).all(|w| w[0] <= w[1]), "{fast:?}");
+    // Full frames: the credits held never pass the share, nor the bytes half the budget.
+    assert!(h.s.streams[&1].committed_frames() <= share);
+    assert!(
+        share as usize * MAX_BODY
+            <= INITIAL_CREDITS as usize * MAX_BODY + config.session_receive_buffer / 2
+    );
+    let slow = windows_while_read_every(&mut h, Duration::from_secs(1), 8);
+    assert_eq!(*slow.last().unwrap(), base, "{slow:?}");
+}
+
+#[test]
+fn on_a_path_under_a_millisecond_the_window_stays_at_the_stream_receive_buffer() {
+    let base = Config::default().max_stream_window();
+    let mut h = Harness::new(Config::default());
+    answer_startup_pings(&mut h, &[0; STARTUP_RTT_SAMPLES as usize + 1]);
+    peer_opens(&mut h, 1);
+    let windows = windows_while_read_every(&mut h, Duration::from_micros(100), 6);
+    assert!(windows.iter().all(|&w| w == base), "{windows:?}");
+}
