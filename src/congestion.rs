@@ -13,13 +13,19 @@
 //!   by a queue cannot pass for a faster path). The largest of the last [`RATE_SAMPLES`] is the
 //!   estimate: a queue or a pause only lowers samples.
 //!
-//! While messages flow, bulk frames are paced at [`PACING_GAIN_64THS`]/64 times the estimate (1.03×) (a token
-//! bucket [`BURST`] deep). The small excess over the estimate lets the rate follow a path that
-//! got faster; the queue it builds, and the one already there when messages began, is drained
-//! from what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the
-//! minimum over it means a queue of that many seconds of the bottleneck's rate, so the pacer
-//! sends nothing for that long. A measurement taken before the previous drain ended is not
-//! acted on (it saw the queue that drain removes).
+//! While messages flow, bulk frames are paced (a token bucket [`BURST`] deep) at a multiple of
+//! the estimate. Until a PING first finds a queue at the bottleneck, the estimate only says
+//! what the sender managed so far (a window still growing, a transfer just begun), so the pacer
+//! starts as BBR's STARTUP does, at [`STARTUP_GAIN_64THS`]/64 (2×): the rate may double every
+//! round trip. Once a queue shows the pipe full, the gain drops to
+//! [`PACING_GAIN_64THS`]/64 (1.03×). That small excess lets the rate follow a path that got
+//! faster; the queue it builds, and the one already there when messages began, is drained from
+//! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum over
+//! it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
+//! for that long. A measurement taken before the previous drain ended is not acted on (it saw
+//! the queue that drain removes), and a delivery sample whose round included a drain is kept
+//! only if it raises the estimate: the pause was the sender's choice, not the path's rate
+//! (BBR treats application-limited samples so).
 //!
 //! Pacing needs a timer that resolves well under the round trip: on paths under
 //! [`MIN_PACED_RTT`] it stays off (the session then keeps messages fast by other means).
@@ -34,6 +40,11 @@ pub(crate) const RATE_SAMPLES: usize = 10;
 /// faster path within a few dozen round trips, little enough that the queue it builds between
 /// two drains stays a few percent of the round trip.
 const PACING_GAIN_64THS: u64 = 66;
+
+/// The pacing gain until the pipe is known to be full (see the module documentation), in 64ths:
+/// twice the delivery rate measured so far, so a transfer that starts beside messages reaches
+/// the link's rate in a few round trips (log2 of the ratio), not in dozens.
+const STARTUP_GAIN_64THS: u64 = 128;
 
 /// How long the pacer may send at once after being idle: bursts of at most this much of the
 /// rate (and at least [`MIN_BURST_BYTES`]) go out back to back, so the timer that paces them
@@ -75,6 +86,9 @@ pub(crate) struct Pacer {
     /// The end of the latest drain: no bulk frame goes before it, and PINGs encoded before it
     /// measured the queue that it removes.
     drained_until: Option<Instant>,
+    /// Whether a PING has found a queue at the bottleneck: the delivery rate then is the
+    /// path's, and the pacer leaves its startup gain.
+    pipe_full: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +109,7 @@ impl Default for Pacer {
             paid_until: None,
             charged: 0,
             drained_until: None,
+            pipe_full: false,
         }
     }
 }
@@ -121,9 +136,13 @@ impl Pacer {
             let interval = now
                 .saturating_duration_since(last.pong_at)
                 .max(ping_at.saturating_duration_since(last.ping_at));
+            // Bulk waited for a drain during this round: the sender, not the path, set its pace.
+            let drain_limited = self.drained_until.is_some_and(|until| until > last.ping_at);
             if let Some(rate) = per_second(sent - last.sent, interval) {
-                self.rates[self.next_rate] = rate;
-                self.next_rate = (self.next_rate + 1) % RATE_SAMPLES;
+                if !drain_limited || self.bottleneck_rate().is_none_or(|max| rate > max) {
+                    self.rates[self.next_rate] = rate;
+                    self.next_rate = (self.next_rate + 1) % RATE_SAMPLES;
+                }
             }
         }
         self.last_delivery = Some(Delivery {
@@ -131,14 +150,15 @@ impl Pacer {
             ping_at,
             pong_at: now,
         });
-        let measured_fresh_queue = self.drained_until.is_none_or(|until| ping_at >= until);
-        if !pacing || !measured_fresh_queue {
-            return;
-        }
         let queue = now
             .saturating_duration_since(ping_at)
             .saturating_sub(min_rtt);
-        if queue > queue_target(min_rtt) {
+        if queue <= queue_target(min_rtt) {
+            return;
+        }
+        self.pipe_full = true;
+        let measured_fresh_queue = self.drained_until.is_none_or(|until| ping_at >= until);
+        if pacing && measured_fresh_queue {
             // Send nothing for as long as the bottleneck needs to empty the queue.
             self.drained_until = Some(now + queue);
         }
@@ -161,7 +181,12 @@ impl Pacer {
         if min_rtt? < MIN_PACED_RTT {
             return None;
         }
-        Some(self.bottleneck_rate()?.saturating_mul(PACING_GAIN_64THS) / 64)
+        let gain = if self.pipe_full {
+            PACING_GAIN_64THS
+        } else {
+            STARTUP_GAIN_64THS
+        };
+        Some(self.bottleneck_rate()?.saturating_mul(gain) / 64)
     }
 
     /// Charges the bytes sent since the previous call to the pacer at `rate` (`None`: nothing
@@ -276,7 +301,46 @@ mod tests {
         measure(&mut p, &mut t, 50 * MS, 64_000_000, 2);
         assert_eq!(p.pacing_rate(None), None);
         assert_eq!(p.pacing_rate(Some(MIN_PACED_RTT / 2)), None);
-        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(66_000_000));
+        assert!(p.pacing_rate(Some(50 * MS)).is_some());
+    }
+
+    #[test]
+    fn the_pacer_doubles_the_rate_until_a_queue_shows_the_pipe_full() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        // PINGs with nothing sent (the session's first ones) say nothing about the pipe.
+        measure(&mut p, &mut t, 50 * MS, 0, 5);
+        measure(&mut p, &mut t, 50 * MS, 10_000_000, 2);
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(20_000_000));
+        // A round trip 20 ms over the minimum: a queue at the bottleneck, so 10 MB/s is the
+        // path's rate; from now on the pacer sends 1.03× that.
+        p.on_sent(500_000);
+        p.on_ping_sent(t);
+        t += 70 * MS;
+        p.on_pong(t, 50 * MS, false);
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_312_500));
+    }
+
+    #[test]
+    fn a_round_slowed_by_a_drain_does_not_lower_the_estimate() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 100 * MS;
+        measure(&mut p, &mut t, rtt, 10_000_000, 2);
+        // Eight samples in the filter, the 10 MB/s one the oldest.
+        measure(&mut p, &mut t, rtt, 1_000_000, RATE_SAMPLES - 3);
+        // A 50 ms queue (the ninth sample): bulk waits 50 ms.
+        p.on_sent(100_000);
+        p.on_ping_sent(t);
+        t += rtt + 50 * MS;
+        p.on_pong(t, rtt, true);
+        // The two rounds whose sending overlapped the drain deliver little, and are not
+        // counted: else the second would push the 10 MB/s sample out.
+        measure(&mut p, &mut t, rtt, 100_000, 2);
+        assert_eq!(p.bottleneck_rate(), Some(10_000_000));
+        // Later rounds count again.
+        measure(&mut p, &mut t, rtt, 1_000_000, 2);
+        assert_eq!(p.bottleneck_rate(), Some(1_000_000));
     }
 
     #[test]
