@@ -374,7 +374,7 @@ impl Session {
             .streams
             .iter()
             .filter(|(other, _)| **other != id)
-            .map(|(_, stream)| stream.excess_frames() as usize)
+            .map(|(_, stream)| self.excess_full_frames(stream) as usize)
             .sum();
         let left = self.excess_budget().saturating_sub(others);
         let left = u32::try_from(left).unwrap_or(u32::MAX);

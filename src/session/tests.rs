@@ -1195,3 +1195,38 @@ fn on_a_path_under_a_millisecond_the_window_stays_at_the_stream_receive_buffer()
     let windows = windows_while_read_every(&mut h, Duration::from_micros(100), 6);
     assert!(windows.iter().all(|&w| w == base), "{windows:?}");
 }
+
+#[test]
+fn grown_windows_of_half_full_frames_share_the_budget_in_bytes() {
+    // Half the session buffer (the excess budget) holds two stream windows of full frames.
+    let config = session_of_stream_windows(4);
+    let budget_bytes = config.session_receive_buffer / 2;
+    let mut h = Harness::new(config);
+    answer_startup_pings(&mut h, &[100; STARTUP_RTT_SAMPLES as usize + 1]);
+    peer_opens(&mut h, 1);
+    peer_opens(&mut h, 2);
+    // The peer spends every credit in 32 KiB frames (64 KiB writes), which are read at once.
+    let body = vec![7u8; MAX_BODY / 2 + 1];
+    for _ in 0..12 {
+        for id in [1, 2] {
+            while h.s.streams[&id].peer_credits > 0 {
+                h.recv(Command::Psh, id, &body).unwrap();
+                h.read(id, body.len()).unwrap().unwrap();
+            }
+        }
+        h.now += Duration::from_millis(10);
+        h.transmit();
+    }
+    let committed_bytes: usize = [1, 2]
+        .iter()
+        .map(|id| h.s.streams[id].committed_frames() as usize * body.len())
+        .sum();
+    // The floors, 10 frames each, may carry full frames whatever the window.
+    let floors = 2 * INITIAL_CREDITS as usize * MAX_BODY;
+    // Counted as full frames, the two windows would hold half the budget's bytes.
+    assert!(committed_bytes > budget_bytes * 3 / 4, "{committed_bytes}");
+    assert!(
+        committed_bytes <= budget_bytes + floors,
+        "{committed_bytes}"
+    );
+}

@@ -53,6 +53,20 @@ impl Session {
         Session::frames_for(stream, limit)
     }
 
+    /// The frames stream `stream` commits beyond its floor, as full frames: the share of the
+    /// excess budget it takes. A grown window's frames count at the size the stream receives
+    /// (as in [`Session::window_in_frames`]), so that streams receiving half-full frames, as
+    /// 64 KiB writes become, share the budget's bytes, not half of them.
+    pub(super) fn excess_full_frames(&self, stream: &StreamState) -> u32 {
+        let excess = stream.excess_frames();
+        if stream.window <= self.max_window {
+            return excess;
+        }
+        let frame_len = usize::from(stream.frame_len).max(MAX_BODY / 4);
+        let full = (excess as usize * frame_len).div_ceil(MAX_BODY);
+        u32::try_from(full).unwrap_or(u32::MAX)
+    }
+
     fn frames_for(stream: &StreamState, limit: u32) -> u32 {
         let frame_len = usize::from(stream.frame_len).max(MAX_BODY / 4);
         let frames = limit as usize * MAX_BODY / frame_len;
