@@ -351,20 +351,41 @@ impl Session {
         self.config.session_receive_buffer / MAX_BODY / 2
     }
 
-    /// The most frames any stream's window may hold now: the 10-frame floor plus an even share
-    /// of the [`Session::excess_budget`] among the open streams. (A stream's own window starts
-    /// at `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
-    pub(super) fn window_share(&self) -> u32 {
-        let share = self.excess_budget() / self.streams.len().max(1);
+    /// The most frames stream `id`'s window may hold now: the 10-frame floor plus an even share
+    /// of the [`Session::excess_budget`] among the open streams that want it: `id` and those
+    /// with at least half their window free ([`Session::wants_share`]). A stream whose window
+    /// is granted out (an idle message stream) or full of unread frames (a stalled reader)
+    /// leaves its part to the others: what it holds still counts in [`Session::window_limit`],
+    /// which keeps the total within the budget. (A stream's own window starts at
+    /// `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
+    pub(super) fn window_share(&self, id: u32) -> u32 {
+        let wanting = if self.streams.len() > self.excess_budget() {
+            // Every share is below a frame anyway: no need to look at each stream (this also
+            // bounds the scan to as many streams as the excess budget has frames).
+            self.streams.len()
+        } else {
+            self.streams
+                .iter()
+                .filter(|(other, stream)| **other == id || Session::wants_share(stream))
+                .count()
+        };
+        let share = self.excess_budget() / wanting.max(1);
         let share = u32::try_from(share).unwrap_or(u32::MAX);
         INITIAL_CREDITS.saturating_add(share)
+    }
+
+    /// Whether `stream` could take credits beyond those it holds: half its window or more is
+    /// free, as when it has just been opened or its reader keeps up with a busy peer.
+    fn wants_share(stream: &StreamState) -> bool {
+        matches!(stream.recv, RecvState::Open)
+            && stream.window.saturating_sub(stream.committed_frames()) >= stream.window / 2
     }
 
     /// The most frames stream `id`'s window may hold now: its [`Session::window_share`], with
     /// beyond the floor only what the other streams' windows leave of the excess budget. (The
     /// share alone would not do: streams that were alone took more than their share.)
     pub(super) fn window_limit(&self, id: u32) -> u32 {
-        let share = self.window_share();
+        let share = self.window_share(id);
         if share <= INITIAL_CREDITS {
             // No window may pass the floor: no need to add up the others (this also bounds the
             // sum below to as many streams as the excess budget has frames).
@@ -401,7 +422,7 @@ impl Session {
             2
         };
         // The even share bounds the exact limit from above, and costs nothing to check first.
-        if !stream.grant_due(self.window_in_frames(stream, self.window_share()), batch)
+        if !stream.grant_due(self.window_in_frames(stream, self.window_share(id)), batch)
             || !stream.grant_due(self.window_in_frames(stream, self.window_limit(id)), batch)
         {
             return;

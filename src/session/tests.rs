@@ -1170,7 +1170,7 @@ fn a_window_read_within_two_round_trips_doubles_up_to_its_share_and_halves_when_
     let mut h = Harness::new(config.clone());
     answer_startup_pings(&mut h, &[100; STARTUP_RTT_SAMPLES as usize + 1]);
     peer_opens(&mut h, 1);
-    let share = h.s.window_share();
+    let share = h.s.window_share(1);
     let fast = windows_while_read_every(&mut h, Duration::from_millis(10), 8);
     assert_eq!(fast[0], base, "the first grant has nothing to compare with");
     assert_eq!(fast[1], base * 2);
@@ -1229,4 +1229,25 @@ fn grown_windows_of_half_full_frames_share_the_budget_in_bytes() {
         committed_bytes <= budget_bytes + floors,
         "{committed_bytes}"
     );
+}
+
+#[test]
+fn streams_that_hold_their_whole_window_leave_their_share_to_the_others() {
+    let stream_window = Config::default().max_stream_window();
+    // The excess budget holds two stream windows' worth of frames beyond the floors.
+    let budget = 2 * stream_window;
+    let mut h = Harness::new(session_of_stream_windows(4));
+    // A message stream, granted its whole window, which its peer does not use.
+    assert_eq!(
+        open_and_read_one_frame(&mut h, 2),
+        stream_window - (INITIAL_CREDITS - 1)
+    );
+    peer_opens(&mut h, 1);
+    assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget);
+    // What the message stream holds still counts against the budget.
+    let held = stream_window - INITIAL_CREDITS;
+    assert_eq!(h.s.window_limit(1), INITIAL_CREDITS + budget - held);
+    // A new stream, with most of its window still to grant, wants its part.
+    peer_opens(&mut h, 3);
+    assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget / 2);
 }
