@@ -421,7 +421,8 @@ impl Session {
         } else {
             2
         };
-        // The even share bounds the exact limit from above, and costs nothing to check first.
+        // The even share bounds the exact limit from above, and is cheaper to check first (it
+        // counts the streams that want a share; the limit also adds up what they hold).
         if !stream.grant_due(self.window_in_frames(stream, self.window_share(id)), batch)
             || !stream.grant_due(self.window_in_frames(stream, self.window_limit(id)), batch)
         {
