@@ -54,7 +54,8 @@ pub struct Config {
     /// the clock (such as `Duration::MAX`) means never. Default: 30 s.
     pub close_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
-    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). A
+    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes),
+    /// unless its window grew (below). A
     /// stream's receive window starts at this limit, so one stream can fill a fast path at once,
     /// except while its sender interleaves it with other streams' messages, when it is the
     /// protocol's initial 10 frames. On paths of a millisecond or more the window grows past it
@@ -62,8 +63,7 @@ pub struct Config {
     /// the stream's share of `session_receive_buffer`. Beyond those 10 frames, all windows
     /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
     /// streams that want more, so that readers which stall with full windows do not fill it.
-    /// It must be at least
-    /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    /// It must be at least 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read. When it is reached
     /// the driver stops reading the connection until the application reads, so memory stays
