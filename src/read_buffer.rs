@@ -212,7 +212,7 @@ impl ReadBuffer {
                 self.release(now);
                 continue;
             }
-            if !self.armed.is_some_and(|armed| armed <= due) {
+            if self.armed.is_none_or(|armed| armed > due) {
                 self.timer.set_at(due);
                 self.armed = Some(due);
             }
