@@ -16,7 +16,7 @@ use super::{proc_status_kb, MResult, Outcome};
 use crate::alloc::LIVE;
 use crate::pattern::{data_err, pattern_at};
 use crate::peers::{BStream, Impl, Route, Session};
-use crate::roles::CHUNK;
+use crate::roles::{expect_eof, CHUNK};
 use crate::runtime::{block, spawn, with_timeout};
 
 /// Bursts in flight at once: enough to keep both executor threads busy.
@@ -95,6 +95,14 @@ async fn burst(held: &mut Held, idx: u32, bytes: u64) -> io::Result<()> {
     };
     let (sent, received) = future::zip(send, receive).await;
     received.and(sent)
+}
+
+/// The opener closes, the acceptor sees the end and closes, the opener sees the end.
+async fn close_both_ways(opener: &mut BStream, acceptor: &mut BStream) -> io::Result<()> {
+    opener.close().await?;
+    expect_eof(acceptor, "acceptor").await?;
+    acceptor.close().await?;
+    expect_eof(opener, "opener").await
 }
 
 /// This process's CPU time (user + system) so far.
@@ -188,14 +196,19 @@ async fn measure(imp: Impl, route: Route, n: usize, bytes: u64) -> MResult {
     Timer::after(AFTER_BURST).await;
     let (after_heap, after_rss) = per_pair(LIVE.load(Ordering::Relaxed), rss_bytes());
 
-    // Every stream, then every session, ends cleanly.
+    // Every stream closes both ways, then every session ends cleanly.
     let mut failed_streams = errors.len();
-    for held in pairs {
+    for (idx, held) in pairs.into_iter().enumerate() {
         let Held {
             session,
-            opener,
-            acceptor,
+            mut opener,
+            mut acceptor,
         } = held;
+        if let Err(e) = close_both_ways(&mut opener, &mut acceptor).await {
+            failed_streams += 1;
+            errors.push(format!("closing the stream of pair {idx}: {e}"));
+            continue;
+        }
         drop((opener, acceptor));
         if let Some(session) = session {
             if let Err(e) = session.teardown().await {
