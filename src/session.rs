@@ -369,8 +369,6 @@ pub(crate) struct Session {
     chunks: ChunkPool,
     /// PSH frames encoded so far.
     psh_sent: u64,
-    /// `psh_sent` when the latest keepalive PING was due.
-    psh_sent_at_keepalive: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
     /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
@@ -442,7 +440,6 @@ impl Session {
             send_buffered: 0,
             chunks: ChunkPool::default(),
             psh_sent: 0,
-            psh_sent_at_keepalive: 0,
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,

@@ -16,6 +16,7 @@ impl Session {
             self.liveness.next_ping_at,
             hold_deadline,
             self.close_deadline(),
+            self.chunks.release_due(),
         ]
         .into_iter()
         .flatten()
@@ -31,11 +32,15 @@ impl Session {
             .checked_add(self.liveness.timeout)
     }
 
-    /// Fires timers due at `now`: a PING timed out, or the next PING is due.
+    /// Fires timers due at `now`: a PING timed out, the next PING is due, or the spent chunks
+    /// may be idle.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         if self.end().is_some() {
+            // Handles may keep an ended session for long.
+            self.chunks.clear();
             return;
         }
+        self.chunks.on_timeout(now);
         if self.ping_deadline().is_some_and(|at| now >= at) {
             let timeout = self.liveness.timeout;
             self.fail(
@@ -49,11 +54,6 @@ impl Session {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
             self.wake_writer();
-            // A session that sent no data for a whole interval gives its spent chunks back.
-            if self.psh_sent == self.psh_sent_at_keepalive {
-                self.chunks.clear();
-            }
-            self.psh_sent_at_keepalive = self.psh_sent;
         }
         if !self.held.is_empty() && !self.queue_too_long(now) {
             // The PONG is too late to wait for: release the held streams (this also ends the

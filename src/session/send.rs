@@ -48,8 +48,9 @@ impl Session {
             }
             self.encode_data(id, out);
         }
-        if !was_holding && !self.held.is_empty() {
-            // The timer must learn the deadline that ends the hold.
+        let pool_armed = self.chunks.arm(now);
+        if (!was_holding && !self.held.is_empty()) || pool_armed {
+            // The timer must learn the deadline that ends the hold, or the pool's first look.
             self.wake.extend(self.timer_waker.take());
         }
         if !self.is_open() {
