@@ -268,6 +268,10 @@ impl Session {
             stream.recv = RecvState::Reset(local);
         }
         stream.wake_all(&mut self.wake);
+        if self.dialect.flow() == Flow::ByteWindow {
+            // smux has no reset: the peer may write on, and what was discarded counts as read.
+            self.consider_upd(id);
+        }
         self.schedule_data(id);
         self.wake_reader_if_room();
         self.maybe_remove(id);

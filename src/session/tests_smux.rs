@@ -375,18 +375,31 @@ fn psh_after_fin_ends_the_session() {
 
 #[test]
 fn data_after_our_abort_is_discarded_and_still_acknowledged() {
-    let mut h = Smux::new(Protocol::SmuxV2, Role::Server);
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(Config::MIN_STREAM_RECEIVE_BUFFER),
+    );
     h.recv(Command::Syn, 1, b"").unwrap();
     h.recv(Command::Psh, 1, b"early").unwrap();
     h.s.app_abort(1, "no");
-    h.transmit();
+    // The FIN, and the unread bytes acknowledged as if read.
+    let frames = h.transmit();
+    assert!(
+        frames.contains(&(Command::Fin, 1, Bytes::new())),
+        "{frames:?}"
+    );
+    assert_eq!(Smux::upds(&frames)[0].1.consumed, 5, "{frames:?}");
     for _ in 0..8 {
         h.recv(Command::Psh, 1, &[5; 60_000]).unwrap();
     }
     assert_eq!(h.s.stats().recv_buffered_bytes, 0);
-    // The sender is not left waiting for a window nobody reads.
+    // The sender is not left waiting for a window nobody reads: half a window discarded
+    // since the latest UPD brings the next.
     let told = Smux::upds(&h.transmit());
-    assert!(!told.is_empty(), "no UPD");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].1.consumed >= 5 + Config::MIN_STREAM_RECEIVE_BUFFER as u32 / 2);
 }
 
 #[test]
