@@ -63,6 +63,7 @@ mod smux;
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
+use smux::ByteCounts;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -209,8 +210,9 @@ struct StreamState {
     /// What the peer lets us send: PSH frames (picomux credits) or bytes (smux v2); unbounded
     /// in smux v1.
     send_credits: u32,
-    /// smux v2's byte counts (see [`ByteCounts`]).
-    bytes: ByteCounts,
+    /// smux v2's byte counts (see [`ByteCounts`]); `None` in the other dialects. Boxed: it
+    /// would take picomux's stream state past its 128-byte allocation class.
+    bytes: Option<Box<ByteCounts>>,
     recv: RecvState,
     /// Received data not yet read, front first (a frame the application has begun reading is
     /// advanced past what it read).
@@ -243,21 +245,6 @@ struct StreamState {
     write_waker: Option<Waker>,
 }
 
-/// smux v2's cumulative byte counts of one stream, all mod 2^32 as on the wire.
-#[derive(Debug, Default)]
-struct ByteCounts {
-    /// PSH bytes we sent.
-    sent: u32,
-    /// PSH bytes received (discarded ones too).
-    received: u32,
-    /// The peer's consumed count in its latest UPD.
-    peer_consumed: u32,
-    /// Bytes the application read (and bytes discarded unread, as if read).
-    read: u32,
-    /// `read` as our latest UPD told it.
-    read_told: u32,
-}
-
 impl StreamState {
     fn new(syn: Option<Box<Bytes>>, flow: Flow, window: u32, last_read: u32) -> Self {
         // What each side may send before hearing from the other, in the dialect's unit.
@@ -271,7 +258,7 @@ impl StreamState {
             send: SendState::Open,
             send_buf: SendBuffer::default(),
             send_credits: credits,
-            bytes: ByteCounts::default(),
+            bytes: (flow == Flow::ByteWindow).then(Box::default),
             recv: RecvState::Open,
             recv_queue: Fifo::default(),
             peer_credits: credits,
@@ -287,6 +274,13 @@ impl StreamState {
         }
     }
 
+    /// Counts `n` bytes as read by the application, for smux v2's UPD.
+    fn count_read(&mut self, n: usize) {
+        if let Some(counts) = self.bytes.as_deref_mut() {
+            counts.read = counts.read.wrapping_add(n as u32);
+        }
+    }
+
     /// Bytes received and not yet read.
     fn unread_bytes(&self) -> usize {
         self.recv_queue.iter().map(Bytes::len).sum()
@@ -299,7 +293,7 @@ impl StreamState {
         while let Some(unread) = self.recv_queue.pop_front() {
             bytes += unread.len();
         }
-        self.bytes.read = self.bytes.read.wrapping_add(bytes as u32);
+        self.count_read(bytes);
         bytes
     }
 

@@ -124,7 +124,7 @@ impl Session {
         }
         self.read_tick = self.read_tick.wrapping_add(1);
         stream.last_read = self.read_tick;
-        stream.bytes.read = stream.bytes.read.wrapping_add(copied as u32);
+        stream.count_read(copied);
         self.recv_buffered -= copied;
         self.consider_grant(id);
         self.wake_reader_if_room();

@@ -226,7 +226,9 @@ impl Session {
                     Flow::FrameCredits => stream.send_credits -= 1,
                     Flow::ByteWindow => {
                         stream.send_credits -= len as u32;
-                        stream.bytes.sent = stream.bytes.sent.wrapping_add(len as u32);
+                        if let Some(counts) = stream.bytes.as_deref_mut() {
+                            counts.sent = counts.sent.wrapping_add(len as u32);
+                        }
                     }
                     Flow::SessionOnly => {}
                 }

@@ -5,6 +5,21 @@
 use super::*;
 use crate::wire::smux::send_allowance;
 
+/// smux v2's cumulative byte counts of one stream, all mod 2^32 as on the wire.
+#[derive(Debug, Default)]
+pub(super) struct ByteCounts {
+    /// PSH bytes we sent.
+    pub(super) sent: u32,
+    /// PSH bytes received (discarded ones too).
+    received: u32,
+    /// The peer's consumed count in its latest UPD.
+    peer_consumed: u32,
+    /// Bytes the application read (and bytes discarded unread, as if read).
+    pub(super) read: u32,
+    /// `read` as our latest UPD told it.
+    read_told: u32,
+}
+
 impl Session {
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
     /// that we aborted is discarded, since smux has no reset: an abort is our FIN plus this.
@@ -17,12 +32,13 @@ impl Session {
             return Ok(());
         };
         let len = body.len() as u32;
-        stream.bytes.received = stream.bytes.received.wrapping_add(len);
-        if let Some(limit) = limit {
+        // Version 2 (the only one with byte counts).
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            counts.received = counts.received.wrapping_add(len);
             // Go's receiver never checks its windows; ours must, or one stream could hold the
             // whole session budget. What the peer may have in flight counts from the latest
             // consumed count we told it (it may only have heard an older one: it has less).
-            let unacknowledged = stream.bytes.received.wrapping_sub(stream.bytes.read_told);
+            let unacknowledged = counts.received.wrapping_sub(counts.read_told);
             if unacknowledged > limit {
                 return Err(ProtocolError(format!(
                     "PSH on stream {id} beyond its window: {unacknowledged} bytes sent since \
@@ -44,17 +60,15 @@ impl Session {
             RecvState::Open => {}
         }
         // Nobody will read it: count it as read, so a version-2 sender is not left waiting.
-        stream.bytes.read = stream.bytes.read.wrapping_add(len);
+        stream.count_read(body.len());
         self.consider_upd(id);
         Ok(())
     }
 
     /// Most bytes a version-2 peer may send on a stream beyond the consumed count we told it:
-    /// our window, or the larger window a sender assumes before our first UPD arrives. `None`
-    /// in version 1, which has no per-stream limit.
-    fn smux_receive_limit(&self) -> Option<u32> {
-        (self.dialect.flow() == Flow::ByteWindow)
-            .then(|| self.smux_window().max(INITIAL_PEER_WINDOW))
+    /// our window, or the larger window a sender assumes before our first UPD arrives.
+    fn smux_receive_limit(&self) -> u32 {
+        self.smux_window().max(INITIAL_PEER_WINDOW)
     }
 
     /// The window our UPDs announce: `stream_receive_buffer`, at most `i32::MAX` (a Go sender
@@ -70,9 +84,11 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // a stream we have forgotten (Go ignores these too)
         };
-        stream.send_credits =
-            send_allowance(id, stream.bytes.sent, stream.bytes.peer_consumed, upd)?;
-        stream.bytes.peer_consumed = upd.consumed;
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return Ok(()); // not version 2: UPD cannot have been decoded
+        };
+        stream.send_credits = send_allowance(id, counts.sent, counts.peer_consumed, upd)?;
+        counts.peer_consumed = upd.consumed;
         self.schedule_data(id);
         Ok(())
     }
@@ -92,7 +108,10 @@ impl Session {
         {
             return;
         }
-        let unreported = stream.bytes.read.wrapping_sub(stream.bytes.read_told);
+        let Some(counts) = stream.bytes.as_deref() else {
+            return;
+        };
+        let unreported = counts.read.wrapping_sub(counts.read_told);
         let told_window = stream.window != 0;
         if unreported == 0 || (told_window && unreported < window / 2) {
             return;
@@ -110,13 +129,16 @@ impl Session {
             return false;
         };
         stream.grant_scheduled = false;
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return false;
+        };
         if matches!(stream.recv, RecvState::Finished) {
             return false;
         }
-        stream.bytes.read_told = stream.bytes.read;
+        counts.read_told = counts.read;
         stream.window = window;
         let upd = Upd {
-            consumed: stream.bytes.read,
+            consumed: counts.read,
             window,
         };
         tracing::trace!(id, consumed = upd.consumed, window, "UPD sent");
