@@ -223,8 +223,8 @@ struct StreamState {
     /// picomux: the target of `peer_credits + recv_queue.len()`, the receive window in frames.
     /// It is the stream's whole receive buffer, except while the peer interleaves this stream
     /// with other streams' messages, when it is the initial 10 frames (see
-    /// [`Session::on_psh`]). smux v2: the window in bytes our latest UPD told (0 before the
-    /// first).
+    /// [`Session::on_psh`]). smux v2: the window in bytes our next UPD tells, chosen the same
+    /// way (see [`Session::on_smux_psh`]).
     window: u32,
     /// In `grant_queue`, waiting for a MORE (picomux) or a UPD (smux v2).
     grant_scheduled: bool,
@@ -250,7 +250,7 @@ impl StreamState {
         // What each side may send before hearing from the other, in the dialect's unit.
         let (credits, window) = match flow {
             Flow::FrameCredits => (INITIAL_CREDITS, window),
-            Flow::ByteWindow => (INITIAL_PEER_WINDOW, 0),
+            Flow::ByteWindow => (INITIAL_PEER_WINDOW, window),
             Flow::SessionOnly => (u32::MAX, 0),
         };
         StreamState {
@@ -524,12 +524,12 @@ impl Session {
 
     /// A new stream's state, as the dialect starts it.
     fn new_stream(&self, syn: Option<Box<Bytes>>) -> Box<StreamState> {
-        Box::new(StreamState::new(
-            syn,
-            self.dialect.flow(),
-            self.max_window,
-            self.read_tick,
-        ))
+        let flow = self.dialect.flow();
+        let window = match flow {
+            Flow::ByteWindow => self.smux_window(),
+            _ => self.max_window,
+        };
+        Box::new(StreamState::new(syn, flow, window, self.read_tick))
     }
 
     /// Wakers recorded since the last call, to be woken once the lock is released.

@@ -18,7 +18,14 @@ pub(super) struct ByteCounts {
     pub(super) read: u32,
     /// `read` as our latest UPD told it.
     read_told: u32,
+    /// The window our latest UPD told (0: none sent yet).
+    window_told: u32,
 }
+
+/// The window, in bytes, that a version-2 stream announces while its sender interleaves it
+/// with other streams' messages: the bytes of picomux's 10 interleaved frames from a smolmux
+/// sender (quarter frames), so that a message queues behind as little as in picomux mode.
+const INTERLEAVED_WINDOW: u32 = INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
 
 impl Session {
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
@@ -28,10 +35,17 @@ impl Session {
             return Ok(()); // Go skips empty PSH frames too
         }
         let limit = self.smux_receive_limit();
+        // As in picomux mode (see `Session::on_psh`): a frame well below the largest received
+        // means the sender interleaves this stream with another's messages, and wants few
+        // bytes in flight ahead of them; a full frame means it no longer does.
+        self.largest_psh_received = self.largest_psh_received.max(body.len());
+        let interleaved = body.len() * 2 < self.largest_psh_received;
+        let full_window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
         let len = body.len() as u32;
+        let mut window_changed = false;
         // Version 2 (the only one with byte counts).
         if let Some(counts) = stream.bytes.as_deref_mut() {
             counts.received = counts.received.wrapping_add(len);
@@ -45,6 +59,14 @@ impl Session {
                      the latest UPD, which allows {limit}"
                 )));
             }
+            let window = match interleaved {
+                true => INTERLEAVED_WINDOW.min(full_window),
+                false => full_window,
+            };
+            // Told at once (a smaller window only stops the sender sooner: the check above
+            // allows the largest).
+            window_changed = window != stream.window;
+            stream.window = window;
         }
         match stream.recv {
             RecvState::Finished => {
@@ -55,6 +77,9 @@ impl Session {
                 self.recv_buffered += body.len();
                 stream.recv_queue.push_back(body);
                 self.wake.extend(stream.read_waker.take());
+                if window_changed {
+                    self.consider_upd(id);
+                }
                 return Ok(());
             }
             RecvState::Open => {}
@@ -97,7 +122,6 @@ impl Session {
     /// (so the sender learns our real window, not its 256 KiB guess), then each time half the
     /// window has been read since the latest.
     pub(super) fn consider_upd(&mut self, id: u32) {
-        let window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -112,8 +136,11 @@ impl Session {
             return;
         };
         let unreported = counts.read.wrapping_sub(counts.read_told);
-        let told_window = stream.window != 0;
-        if unreported == 0 || (told_window && unreported < window / 2) {
+        let due = match counts.window_told {
+            0 => unreported > 0, // the first UPD, at the first read
+            told => told != stream.window || unreported >= told / 2,
+        };
+        if !due {
             return;
         }
         stream.grant_scheduled = true;
@@ -123,7 +150,6 @@ impl Session {
 
     /// Encodes the UPD queued for stream `id`, unless it is no longer wanted.
     pub(super) fn encode_upd(&mut self, id: u32, out: &mut Transmit) -> bool {
-        let window = self.smux_window();
         let protocol = self.dialect.protocol;
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
@@ -136,7 +162,8 @@ impl Session {
             return false;
         }
         counts.read_told = counts.read;
-        stream.window = window;
+        let window = stream.window;
+        counts.window_told = window;
         let upd = Upd {
             consumed: counts.read,
             window,

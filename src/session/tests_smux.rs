@@ -428,3 +428,30 @@ fn nop_and_syn_floods_stay_bounded() {
         assert!(!h.s.reader_paused());
     }
 }
+
+#[test]
+fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let full = h.s.smux_window();
+    h.recv(Command::Syn, 2, b"").unwrap();
+    h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
+    h.read(2, 100).unwrap().unwrap();
+    assert_eq!(Smux::upds(&h.transmit())[0].1.window, full);
+    // A quarter frame: the sender is interleaving with messages; the smaller window is told
+    // at once, before any more is read.
+    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1.window, 163_830);
+    // Its reads are reported every half of the smaller window (81,915 bytes).
+    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
+    h.read(2, 81_900).unwrap().unwrap();
+    assert_eq!(h.transmit(), []);
+    h.read(2, 15).unwrap().unwrap();
+    assert_eq!(Smux::upds(&h.transmit()).len(), 1);
+    // Full frames again: the whole window, at once.
+    h.recv(Command::Psh, 2, &[3; 65_535]).unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1.window, full);
+}
