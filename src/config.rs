@@ -123,7 +123,9 @@ pub struct Config {
     /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
     ///
     /// In smux version 2 it is the window, in bytes, that our UPD frames announce (at most
-    /// 2^31 - 1); version 1 has no per-stream window (see `session_receive_buffer`).
+    /// 2^31 - 1), except while the sender interleaves the stream with messages, when it is
+    /// 163,830 bytes (at most this); version 1 has no per-stream window (see
+    /// `session_receive_buffer`).
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read, so memory stays
     /// bounded even against a peer that opens many streams and fills each one's initial window.
