@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use futures_io::AsyncRead;
 use futures_lite::future;
 
-use crate::frame::{Command, FrameIter, Header, ProtocolError, HEADER_LEN};
+use crate::frame::{Command, FrameIter, Header, Protocol, ProtocolError, HEADER_LEN};
 
 /// Bytes one busy read may fill: room for several full frames.
 const SEGMENT_LEN: usize = 256 << 10;
@@ -246,13 +246,16 @@ impl ReadBuffer {
         self.next_check = held.then(|| now + QUIET_AFTER);
     }
 
-    /// Decodes the next complete frame of the pending bytes, if there is one.
-    pub(crate) fn next_frame(&mut self) -> Result<Option<(Header, Bytes)>, ProtocolError> {
+    /// Decodes the next complete frame of `protocol` in the pending bytes, if there is one.
+    pub(crate) fn next_frame(
+        &mut self,
+        protocol: Protocol,
+    ) -> Result<Option<(Header, Bytes)>, ProtocolError> {
         let Some((index, range)) = &mut self.pending else {
             return Ok(None);
         };
         let segment = &self.segments[*index];
-        let mut frames = FrameIter::new(&segment[range.clone()]);
+        let mut frames = FrameIter::for_protocol(&segment[range.clone()], protocol);
         let Some((header, body)) = frames.next_frame()? else {
             return Ok(None);
         };
@@ -358,7 +361,7 @@ mod tests {
     }
 
     fn frames(buffer: &mut ReadBuffer) -> Vec<(Header, Bytes)> {
-        std::iter::from_fn(|| buffer.next_frame().unwrap()).collect()
+        std::iter::from_fn(|| buffer.next_frame(Protocol::Picomux).unwrap()).collect()
     }
 
     fn segment_range(buffer: &ReadBuffer, index: usize) -> Range<usize> {

@@ -6,6 +6,10 @@
 //! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
 //! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
 //!
+//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2); where the
+//! dialects differ (the codec, flow control, stream ids, liveness frames, what FIN means) it
+//! asks its [`Dialect`].
+//!
 //! This file holds the state (the session's and each stream's); the methods live by concern:
 //! [`recv`] (frames from the peer, receive windows, the receive budget), [`send`] (the send
 //! scheduler), [`app`] (the application's operations), [`liveness`] (PINGs and timers),
@@ -36,14 +40,17 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::fifo::Fifo;
 use crate::frame::{
-    encode_frame, Command, Header, PingInfo, ProtocolError, Signal, INITIAL_CREDITS, MAX_BODY,
+    encode_frame, encode_frame_as, Command, Header, PingInfo, ProtocolError, Signal, Upd,
+    INITIAL_CREDITS, MAX_BODY,
 };
 use crate::send_buffer::{ChunkPool, SendBuffer};
 use crate::stats::Stats;
 use crate::transmit::Transmit;
+use crate::wire::smux::INITIAL_PEER_WINDOW;
+use crate::wire::{Dialect, Flow, StreamIds};
 
 mod admission;
 mod app;
@@ -51,10 +58,12 @@ mod lifecycle;
 mod liveness;
 mod recv;
 mod send;
+mod smux;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
+use smux::ByteCounts;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -99,6 +108,10 @@ const MAX_HOLD_FACTOR: u32 = 10;
 
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
+
+/// The longest interval between smux NOPs, whatever `ping_interval` says: Go smux's default
+/// `KeepAliveInterval`, a third of its default `KeepAliveTimeout`.
+const SMUX_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How the reason of every refusal starts, on the wire and in the opener's errors.
 const REFUSED: &str = "stream refused";
@@ -194,19 +207,26 @@ struct StreamState {
     syn: Option<Box<Bytes>>,
     send: SendState,
     send_buf: SendBuffer,
-    /// Credits the peer granted us: PSH frames we may still send.
+    /// What the peer lets us send: PSH frames (picomux credits) or bytes (smux v2); unbounded
+    /// in smux v1.
     send_credits: u32,
+    /// smux v2's byte counts (see [`ByteCounts`]); `None` in the other dialects. Boxed: it
+    /// would take picomux's stream state past its 128-byte allocation class.
+    bytes: Option<Box<ByteCounts>>,
     recv: RecvState,
     /// Received data not yet read, front first (a frame the application has begun reading is
     /// advanced past what it read).
     recv_queue: Fifo<Bytes>,
-    /// Credits the peer still holds on this stream: PSH frames it may still send us.
+    /// What the peer may still send us on this stream: PSH frames (picomux credits) or bytes
+    /// (smux v2); unused in smux v1.
     peer_credits: u32,
-    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It is the
-    /// stream's whole receive buffer, except while the peer interleaves this stream with other
-    /// streams' messages, when it is the initial 10 frames (see [`Session::on_psh`]).
+    /// picomux: the target of `peer_credits + recv_queue.len()`, the receive window in frames.
+    /// It is the stream's whole receive buffer, except while the peer interleaves this stream
+    /// with other streams' messages, when it is the initial 10 frames (see
+    /// [`Session::on_psh`]). smux v2: the window in bytes our next UPD tells, chosen the same
+    /// way (see [`Session::on_smux_psh`]).
     window: u32,
-    /// In `grant_queue`, waiting for a MORE.
+    /// In `grant_queue`, waiting for a MORE (picomux) or a UPD (smux v2).
     grant_scheduled: bool,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
     data_scheduled: bool,
@@ -226,15 +246,22 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Box<Bytes>>, window: u32, last_read: u32) -> Self {
+    fn new(syn: Option<Box<Bytes>>, flow: Flow, window: u32, last_read: u32) -> Self {
+        // What each side may send before hearing from the other, in the dialect's unit.
+        let (credits, window) = match flow {
+            Flow::FrameCredits => (INITIAL_CREDITS, window),
+            Flow::ByteWindow => (INITIAL_PEER_WINDOW, window),
+            Flow::SessionOnly => (u32::MAX, 0),
+        };
         StreamState {
             syn,
             send: SendState::Open,
             send_buf: SendBuffer::default(),
-            send_credits: INITIAL_CREDITS,
+            send_credits: credits,
+            bytes: (flow == Flow::ByteWindow).then(Box::default),
             recv: RecvState::Open,
             recv_queue: Fifo::default(),
-            peer_credits: INITIAL_CREDITS,
+            peer_credits: credits,
             window,
             grant_scheduled: false,
             data_scheduled: false,
@@ -247,17 +274,26 @@ impl StreamState {
         }
     }
 
+    /// Counts `n` bytes as read by the application, for smux v2's UPD.
+    fn count_read(&mut self, n: usize) {
+        if let Some(counts) = self.bytes.as_deref_mut() {
+            counts.read = counts.read.wrapping_add(n as u32);
+        }
+    }
+
     /// Bytes received and not yet read.
     fn unread_bytes(&self) -> usize {
         self.recv_queue.iter().map(Bytes::len).sum()
     }
 
-    /// Drops the received data not yet read; returns its length in bytes.
+    /// Drops the received data not yet read (counted as read, for smux v2's window); returns
+    /// its length in bytes.
     fn discard_received(&mut self) -> usize {
         let mut bytes = 0;
         while let Some(unread) = self.recv_queue.pop_front() {
             bytes += unread.len();
         }
+        self.count_read(bytes);
         bytes
     }
 
@@ -328,8 +364,12 @@ impl StreamState {
 /// Liveness bookkeeping: at most one own PING outstanding, at most one PONG owed.
 #[derive(Debug)]
 struct Liveness {
+    /// How often to ping (picomux) or to send a NOP (smux: at most [`SMUX_KEEPALIVE`]).
     interval: Option<Duration>,
     timeout: Duration,
+    /// When the latest frame arrived (or the first timer run, before any): smux's timeout
+    /// counts from it.
+    last_arrival: Option<Instant>,
     ping_wanted: bool,
     ping_sent_at: Option<Instant>,
     next_ping_at: Option<Instant>,
@@ -344,11 +384,12 @@ struct Liveness {
 /// The state of one session. See the module documentation.
 pub(crate) struct Session {
     config: Config,
+    dialect: Dialect,
     max_window: u32,
     /// Boxed, so that the table's spare capacity costs a pointer per slot, not a whole state.
     streams: HashMap<u32, Box<StreamState>>,
-    next_id: u32,
-    id_step: u32,
+    /// The ids of the streams we open.
+    ids: StreamIds,
     peer_is_smolmux: bool,
     /// The peer's first PING has arrived, so `peer_is_smolmux` is known (smolmux and picomux
     /// both ping first): until then, how the session may end is not known either.
@@ -408,11 +449,20 @@ impl Session {
     /// A new session. An invalid `config` gives a session that has already ended with that error.
     pub(crate) fn new(config: Config) -> Session {
         let invalid = config.validate().err();
+        let dialect = Dialect::new(&config);
+        let interval = match dialect.pings() {
+            true => config.ping_interval,
+            // A Go peer ends the session after a whole KeepAliveTimeout (30 s by default) with
+            // nothing received, checked once per timeout period: NOPs must come well within it.
+            false => config.ping_interval.map(|every| every.min(SMUX_KEEPALIVE)),
+        };
         let liveness = Liveness {
-            interval: config.ping_interval,
+            interval,
             timeout: config.ping_timeout,
+            last_arrival: None,
             // The first PING announces smolmux's extensions and measures the first round trip.
-            ping_wanted: true,
+            // smux's first NOP waits an interval, as Go's does (see `start_keepalive`).
+            ping_wanted: dialect.pings(),
             ping_sent_at: None,
             next_ping_at: None,
             pong_owed: false,
@@ -423,12 +473,12 @@ impl Session {
         let mut session = Session {
             max_window: config.max_stream_window(),
             config,
+            dialect,
             streams: HashMap::new(),
-            // A random start walked by an odd step visits all 2^32 ids before repeating one.
-            next_id: fastrand::u32(..),
-            id_step: fastrand::u32(..) | 1,
+            ids: dialect.stream_ids(),
             peer_is_smolmux: false,
-            peer_pinged: false,
+            // smux has no PING: the peer is known (not smolmux) from the start.
+            peer_pinged: !dialect.pings(),
             accept_queue: VecDeque::new(),
             early_resets: 0,
             refusals: VecDeque::new(),
@@ -462,6 +512,21 @@ impl Session {
             session.fail(err.kind(), err.to_string());
         }
         session
+    }
+
+    /// The wire protocol the session speaks (for the reader's decoder).
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.dialect.protocol
+    }
+
+    /// A new stream's state, as the dialect starts it.
+    fn new_stream(&self, syn: Option<Box<Bytes>>) -> Box<StreamState> {
+        let flow = self.dialect.flow();
+        let window = match flow {
+            Flow::ByteWindow => self.smux_window(),
+            _ => self.max_window,
+        };
+        Box::new(StreamState::new(syn, flow, window, self.read_tick))
     }
 
     /// Wakers recorded since the last call, to be woken once the lock is released.
@@ -546,3 +611,5 @@ fn broken_pipe(why: &str, lost: usize) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_smux;

@@ -1150,3 +1150,14 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
 }
 
 mod lifecycle;
+
+/// The idle-stream memory of docs/performance.md counts on it: a boxed stream state of at most
+/// 128 bytes stays in its allocation class (smux v2's byte counts are boxed apart for this).
+#[test]
+fn stream_state_stays_within_128_bytes() {
+    assert!(
+        std::mem::size_of::<StreamState>() <= 128,
+        "{} bytes",
+        std::mem::size_of::<StreamState>()
+    );
+}

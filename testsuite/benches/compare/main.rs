@@ -1,4 +1,5 @@
-//! Comparative benchmark: raw TCP, smolmux, yamux 0.13 and picomux 0.1.18 over loopback TCP.
+//! Comparative benchmark: raw TCP, smolmux (in picomux and smux v2 mode), yamux 0.13, picomux
+//! 0.1.18 and async_smux 0.4 (smux v1) over loopback TCP.
 //!
 //! ```text
 //! cargo bench -p smolmux-testsuite --bench compare    # from the repository's root (this is testsuite/)
@@ -41,8 +42,9 @@
 //! Output: a markdown table on stdout, `target/bench/results.json` and `docs/bench.svg` (both
 //! at the repository's root).
 //!
-//! Layout: `peers/` puts the four implementations behind one session type (`peers/yamux_handle.rs`
-//! drives yamux, which has no handle of its own); `roles.rs` is what each end of a stream does;
+//! Layout: `peers/` puts the implementations behind one session type (`peers/yamux_handle.rs`
+//! drives yamux, which has no handle of its own; `peers/async_smux_handle.rs` bridges async_smux's
+//! tokio traits); `roles.rs` is what each end of a stream does;
 //! `scenarios/` holds one module per kind of measurement; `report/` the table and the plot;
 //! `runtime.rs`, `pattern.rs` and `alloc.rs` the executor, the verified data and the counting
 //! allocator.
@@ -134,7 +136,7 @@ impl Opts {
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| {
                         Impl::parse(s).unwrap_or_else(|| {
-                            eprintln!("BENCH_ONLY: unknown implementation {s:?} (raw, smolmux, yamux, picomux)");
+                            eprintln!("BENCH_ONLY: unknown implementation {s:?} (raw, smolmux, smolmux_smux2, yamux, picomux, async_smux)");
                             std::process::exit(2)
                         })
                     })
@@ -270,7 +272,7 @@ fn main() {
         opts.idle_streams,
         opts.timeout
     );
-    println!("- configs: smolmux Config::default(); yamux Config::default() with max_num_streams 4096; picomux defaults");
+    println!("- configs: smolmux Config::default(); smolmux (smux v2) the same with Protocol::SmuxV2 and Role::Client/Server; yamux Config::default() with max_num_streams 4096; picomux defaults; async_smux MuxBuilder defaults (no keep-alive), on the same executor through tokio-util compat");
     println!(
         "- isolation: {}",
         if opts.in_process {
