@@ -13,13 +13,34 @@ use std::task::{Context, Poll};
 use futures_lite::future::{self, FutureExt as _};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smolmux::frame::{FrameIter, HEADER_LEN, MAX_BODY};
-use smolmux::{Config, Mux};
+use smolmux::{Config, Mux, Protocol, Role};
 
-/// Decodes `data` split into chunks whose sizes come from the first bytes of the input, the way
-/// the driver does, and checks that the frames match a decode of the whole input.
+/// The smux dialect and role a smux target's input picks with its first byte (bit 0: the
+/// version, bit 1: the role), and the rest of the input.
+pub fn smux_dialect(data: &[u8]) -> (Protocol, Role, &[u8]) {
+    let (first, rest) = data.split_first().map_or((0, data), |(b, rest)| (*b, rest));
+    let protocol = match first & 1 {
+        0 => Protocol::SmuxV1,
+        _ => Protocol::SmuxV2,
+    };
+    let role = match first & 2 {
+        0 => Role::Client,
+        _ => Role::Server,
+    };
+    (protocol, role, rest)
+}
+
+/// [`decode_chunked_as`] for picomux.
 pub fn decode_chunked(data: &[u8]) {
+    decode_chunked_as(data, Protocol::Picomux);
+}
+
+/// Decodes `data` as `protocol`, split into chunks whose sizes come from the first bytes of the
+/// input, the way the driver does, and checks that the frames match a decode of the whole
+/// input.
+pub fn decode_chunked_as(data: &[u8], protocol: Protocol) {
     let (sizes, stream) = data.split_at(data.len().min(8));
-    let whole = decode_all(stream);
+    let whole = decode_all(stream, protocol);
 
     let mut pending: Vec<u8> = Vec::new();
     let mut chunked = Vec::new();
@@ -32,7 +53,7 @@ pub fn decode_chunked(data: &[u8]) {
         let end = (offset + size).min(stream.len());
         pending.extend_from_slice(&stream[offset..end]);
         offset = end;
-        let mut frames = FrameIter::new(&pending);
+        let mut frames = FrameIter::for_protocol(&pending, protocol);
         loop {
             match frames.next_frame() {
                 Ok(Some((header, body))) => {
@@ -63,8 +84,8 @@ type Decoded = (
     Option<smolmux::frame::ProtocolError>,
 );
 
-fn decode_all(stream: &[u8]) -> Decoded {
-    let mut frames = FrameIter::new(stream);
+fn decode_all(stream: &[u8], protocol: Protocol) -> Decoded {
+    let mut frames = FrameIter::for_protocol(stream, protocol);
     let mut out = Vec::new();
     loop {
         match frames.next_frame() {
@@ -144,12 +165,19 @@ pub struct Outcome {
     pub driver_error: Option<io::ErrorKind>,
 }
 
-/// Runs a whole session against a peer that sends `data` (after a short script of local
-/// operations taken from its first bytes), checking the invariants after every step.
+/// [`run_session_as`] in picomux.
 pub fn run_session(data: &[u8]) -> Outcome {
+    run_session_as(data, Config::default())
+}
+
+/// Runs a whole session with `base`'s protocol and role against a peer that sends `data`
+/// (after a short script of local operations taken from its first bytes), checking the
+/// invariants after every step.
+pub fn run_session_as(data: &[u8], base: Config) -> Outcome {
     let mut outcome = Outcome::default();
     let (script, peer_bytes) = data.split_at(data.len().min(32));
-    let config = Config::default()
+    let smux = base.protocol != Protocol::Picomux;
+    let config = base
         .max_streams(16)
         .accept_backlog(4)
         .ping_interval(None)
@@ -178,7 +206,12 @@ pub fn run_session(data: &[u8]) -> Outcome {
             let pick = op as usize >> 3;
             match op & 7 {
                 // `try_open`: `open` would wait for a free slot that the script never frees.
-                0 => match mux.try_open(&script[..pick.min(script.len())]) {
+                // smux streams carry no metadata: only an odd `pick` tries some (and fails).
+                0 => match mux.try_open(if smux && pick.is_multiple_of(2) {
+                    &[]
+                } else {
+                    &script[..pick.min(script.len())]
+                }) {
                     Ok(s) => streams.push(s),
                     Err(err) => check_error(&err),
                 },

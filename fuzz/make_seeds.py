@@ -44,3 +44,41 @@ for name, peer in sequences.items():
     # session: 32 bytes of local operations (open, accept, write, read, close, abort, drop), then the peer.
     script = bytes([40, 3, 0, 1, 1, 2, 10, 3, 4, 12, 5, 8, 1, 20, 2, 33, 4, 6, 9, 7, 1, 0, 2, 3, 4, 5, 13, 1, 17, 2, 7, 4])
     write("session", name, script + peer)
+
+# The smux targets: the first byte picks the dialect (bit 0: version 1 or 2; bit 1: we are the
+# client or the server), so the peer's streams are even (we are the client) or odd.
+UPD = 4
+V1_CLIENT, V2_CLIENT, V1_SERVER, V2_SERVER = 0, 1, 2, 3
+
+def upd(sid, consumed, window, version=2):
+    return frame(UPD, sid, struct.pack("<II", consumed, window), version=version)
+
+def smux_sequences():
+    v1 = lambda cmd, sid, body=b"", **kw: frame(cmd, sid, body, version=1, **kw)
+    v2 = lambda cmd, sid, body=b"", **kw: frame(cmd, sid, body, version=2, **kw)
+    return {
+        "open_data_fin": (V1_CLIENT, v1(SYN, 2) + v1(PSH, 2, b"hello") + v1(FIN, 2)),
+        "v2_open_data_upd_fin": (V2_SERVER, v2(SYN, 1) + v2(PSH, 1, b"hello") + upd(1, 0, 65536) + v2(FIN, 1)),
+        "nop_keepalive": (V2_CLIENT, v2(NOP, 0) * 20 + v2(SYN, 2) + v2(NOP, 0) + v2(PSH, 2, b"x") + v2(NOP, 0)),
+        "many_streams": (V1_SERVER, b"".join(v1(SYN, 2 * i + 1) + v1(PSH, 2 * i + 1, bytes([i]) * 9) for i in range(40))),
+        "empty_psh": (V1_CLIENT, v1(SYN, 4) + v1(PSH, 4) * 30 + v1(PSH, 4, b"end") + v1(FIN, 4)),
+        "unknown_streams": (V2_CLIENT, b"".join(v2(PSH, i, b"u" * 1000) + upd(i, 0, 1 << 30) + v2(FIN, i) for i in range(2, 60, 2))),
+        "big_frames": (V1_CLIENT, v1(SYN, 2) + v1(PSH, 2, b"b" * 65535) * 12 + v1(FIN, 2)),
+        "v2_window_overrun": (V2_CLIENT, v2(SYN, 2) + v2(PSH, 2, b"w" * 65535) * 12),
+        "upd_beyond_sent": (V2_CLIENT, v2(SYN, 2) + upd(2, 100, 65536)),
+        "upd_huge_window": (V2_SERVER, v2(SYN, 1) + upd(1, 0, 0xFFFFFFFF) + v2(PSH, 1, b"hi")),
+        "wrong_version": (V1_CLIENT, v2(SYN, 2)),
+        "upd_in_v1": (V1_CLIENT, v1(SYN, 2) + v1(UPD, 2, b"\0" * 8)),
+        "ping_in_smux": (V2_CLIENT, v2(PING, 0, b'{"next_ping_in_ms":1000}')),
+        "syn_body": (V2_SERVER, v2(SYN, 1, b"meta")),
+        "wrong_parity": (V1_CLIENT, v1(SYN, 3)),
+        "stream_zero": (V1_SERVER, v1(SYN, 0)),
+        "dup_syn": (V2_CLIENT, v2(SYN, 2) + v2(SYN, 2)),
+        "psh_after_fin": (V1_SERVER, v1(SYN, 1) + v1(FIN, 1) + v1(PSH, 1, b"late")),
+        "truncated": (V2_CLIENT, v2(SYN, 2) + v2(PSH, 2, b"abcdef")[:-3]),
+    }
+
+for name, (dialect, peer) in smux_sequences().items():
+    write("smux_decoder", name, bytes([dialect, 1, 3, 8, 200, 2, 9, 64, 5]) + peer)
+    script = bytes([40, 3, 0, 1, 1, 2, 10, 3, 4, 12, 5, 8, 1, 20, 2, 33, 4, 6, 9, 7, 1, 0, 2, 3, 4, 5, 13, 1, 17, 2, 7, 4])
+    write("smux_session", name, bytes([dialect]) + script + peer)

@@ -5,6 +5,51 @@ use std::time::Duration;
 
 use crate::frame::{INITIAL_CREDITS, MAX_BODY};
 
+/// The wire protocol a session speaks. Both ends of a connection must speak the same one.
+///
+/// | | `Picomux` | `SmuxV1` | `SmuxV2` |
+/// |---|---|---|---|
+/// | peers | picomux 0.1, smolmux | Go xtaci/smux `Version: 1`, async_smux | Go xtaci/smux `Version: 2` |
+/// | needs a [`Role`] | no | yes | yes |
+/// | stream metadata ([`Mux::open`](crate::Mux::open)) | up to 65,535 bytes | none | none |
+/// | half-close ([`Stream::close`](crate::Stream)) | with smolmux peers (a picomux peer's FIN ends both ways) | yes | yes |
+/// | [`Stream::abort`](crate::Stream::abort) | the peer sees the reason | FIN, and what arrives is discarded | same as v1 |
+/// | per-stream flow control | frame credits | none (the session's receive budget stops the reader) | byte windows |
+/// | keepalive | PING / PONG, [`Mux::last_rtt`](crate::Mux::last_rtt) | NOP, no RTT | NOP, no RTT |
+///
+/// `docs/protocol.md` describes each dialect on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// The picomux 0.1 protocol, with smolmux's extensions when both ends are smolmux
+    /// (stream credits, STOP_SENDING, a graceful GOAWAY/BYE close). The default.
+    #[default]
+    Picomux,
+    /// Go xtaci/smux protocol version 1: no per-stream flow control. Needs a [`Role`].
+    SmuxV1,
+    /// Go xtaci/smux protocol version 2: per-stream byte windows (UPD frames). Needs a
+    /// [`Role`].
+    SmuxV2,
+}
+
+impl Protocol {
+    /// Whether this protocol needs [`Config::role`]: smux splits stream ids by role (the
+    /// client's are odd, the server's even), so the two ends must not pick the same.
+    pub fn needs_role(self) -> bool {
+        !matches!(self, Protocol::Picomux)
+    }
+}
+
+/// Which end of the connection a session is, for protocols that tell them apart (see
+/// [`Protocol::needs_role`]): usually the side that dialed the connection is the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The dialing side (Go's `smux.Client`): opens streams with odd ids.
+    Client,
+    /// The accepting side (Go's `smux.Server`): opens streams with even ids.
+    Server,
+}
+
 /// Settings for one multiplexed session.
 ///
 /// Every limit that protects the process from a misbehaving peer lives here, with a default that
@@ -29,6 +74,12 @@ use crate::frame::{INITIAL_CREDITS, MAX_BODY};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
+    /// The wire protocol: [`Protocol::Picomux`] (the default) or one of Go smux's versions.
+    pub protocol: Protocol,
+    /// Which end of the connection this is, for a protocol that needs to know
+    /// ([`Protocol::needs_role`]): [`Config::validate`] fails without one. Picomux has no
+    /// roles and ignores it. Default: `None`.
+    pub role: Option<Role>,
     /// Most streams open at once, counting both directions and streams waiting in the accept
     /// backlog. [`Mux::open`](crate::Mux::open) fails past it; a peer's SYN past it is refused
     /// with FIN. Default: 1,024.
@@ -42,10 +93,19 @@ pub struct Config {
     /// (they announce smolmux's extensions and measure the path's round trip) and while small
     /// messages share the connection with bulk data (they measure the queue ahead of the
     /// messages). Default: 30 s.
+    ///
+    /// In smux, which has no PING, this is the interval of the keepalive NOP, at most 10 s
+    /// (Go's default `KeepAliveInterval`: a Go peer ends a session from which nothing arrived
+    /// for its `KeepAliveTimeout`, 30 s by default, so NOPs must come well within that);
+    /// `None` sends none.
     pub ping_interval: Option<Duration>,
     /// How long to wait for the PONG that answers a PING before the session ends with
     /// [`io::ErrorKind::TimedOut`]. Used only when `ping_interval` is set. A duration too long to
     /// add to the clock (such as `Duration::MAX`) means never. Default: 30 s.
+    ///
+    /// In smux: how long the session waits with nothing at all arriving from the peer (Go's
+    /// `KeepAliveTimeout`) before it ends with [`io::ErrorKind::TimedOut`]. Also used only when
+    /// `ping_interval` is set.
     pub ping_timeout: Duration,
     /// How long a graceful end may take: from [`Mux::close`](crate::Mux::close), or from the
     /// moment every `Mux` and `Stream` handle is gone, until every stream has finished both
@@ -63,12 +123,21 @@ pub struct Config {
     /// the stream's share of `session_receive_buffer`. Beyond those 10 frames, all windows
     /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
     /// streams that want more, so that readers which stall with full windows do not fill it.
-    /// It must be at least 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    /// It must be at least 655,350 bytes, since the protocol gives every new stream 10 credits.
+    /// Default: 4 MiB.
+    ///
+    /// In smux version 2 it is the window, in bytes, that our UPD frames announce (at most
+    /// 2^31 - 1), except while the sender interleaves the stream with messages, when it is
+    /// 163,830 bytes (at most this); version 1 has no per-stream window (see
+    /// `session_receive_buffer`).
     pub stream_receive_buffer: usize,
-    /// Most bytes all streams together may hold received and not yet read. When it is reached
-    /// the driver stops reading the connection until the application reads, so memory stays
+    /// Most bytes all streams together may hold received and not yet read, so memory stays
     /// bounded even against a peer that opens many streams and fills each one's initial window.
-    /// Default: 64 MiB.
+    /// In picomux, data past it resets the stream read longest ago (the connection is always
+    /// read, so PINGs are answered and the other streams go on). In smux the driver stops
+    /// reading the connection until the application reads, as Go smux does: in version 1,
+    /// which has no per-stream flow control, that is the only limit, and one stream nobody
+    /// reads stops them all. Default: 64 MiB.
     pub session_receive_buffer: usize,
     /// Most bytes one stream buffers from `write` before the driver frames them; a writer past it
     /// waits. Once the streams together buffer four times this, each buffers at most 64 KiB (a
@@ -85,6 +154,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            protocol: Protocol::Picomux,
+            role: None,
             max_streams: 1024,
             accept_backlog: 256,
             ping_interval: Some(Duration::from_secs(30)),
@@ -102,6 +173,28 @@ impl Default for Config {
 /// without breaking anyone (the struct is `#[non_exhaustive]`, so it cannot be built with a
 /// struct literal outside this crate).
 impl Config {
+    /// Sets [`Config::protocol`].
+    ///
+    /// ```
+    /// use smolmux::{Config, Protocol, Role};
+    ///
+    /// // Talk to a Go program that called smux.Server with Version 2.
+    /// let config = Config::default().protocol(Protocol::SmuxV2).role(Role::Client);
+    /// config.validate().unwrap();
+    /// ```
+    #[must_use]
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets [`Config::role`].
+    #[must_use]
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+
     /// Sets [`Config::max_streams`].
     #[must_use]
     pub fn max_streams(mut self, max_streams: usize) -> Self {
@@ -181,6 +274,13 @@ impl Config {
     /// ```
     pub fn validate(&self) -> io::Result<()> {
         let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        if self.protocol.needs_role() && self.role.is_none() {
+            return invalid(format!(
+                "invalid Config: protocol {:?} needs a role: set .role(Role::Client) on the side \
+                 that dialed the connection and .role(Role::Server) on the side that accepted it",
+                self.protocol
+            ));
+        }
         if self.max_streams == 0 {
             return invalid("invalid Config: max_streams must be at least 1".into());
         }
@@ -232,6 +332,20 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn smux_is_valid_with_a_role_and_picomux_with_or_without_one() {
+        for protocol in [Protocol::SmuxV1, Protocol::SmuxV2] {
+            for role in [Role::Client, Role::Server] {
+                Config::default()
+                    .protocol(protocol)
+                    .role(role)
+                    .validate()
+                    .unwrap();
+            }
+        }
+        Config::default().role(Role::Server).validate().unwrap();
     }
 
     #[test]
@@ -300,6 +414,11 @@ mod tests {
                 },
                 "max_frame_body",
             ),
+            (
+                Config::default().protocol(Protocol::SmuxV1),
+                "role(Role::Client)",
+            ),
+            (Config::default().protocol(Protocol::SmuxV2), "needs a role"),
         ];
         for (config, name) in cases {
             let err = config.validate().unwrap_err();

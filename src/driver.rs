@@ -212,7 +212,7 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     shared.with(|s| {
         let mut any = false;
         while !s.reader_paused() {
-            let result = match buffer.next_frame() {
+            let result = match buffer.next_frame(s.protocol()) {
                 Ok(Some((header, body))) => s.on_frame(header, body, now),
                 Ok(None) => return Dispatch::Done { any },
                 Err(err) => Err(err),

@@ -6,16 +6,20 @@
 //! Every frame is an 8-byte header (version, command, little-endian u16 body length,
 //! little-endian u32 stream id) followed by the body. Decoding validates the header before the
 //! body is read, so a bad version or unknown command is reported without waiting for its body.
+//! What is valid depends on the [`Protocol`]: the rules of each dialect are in `src/wire/`.
 
 use std::fmt;
 
 use bytes::{BufMut, BytesMut};
 
+pub use crate::config::Protocol;
+pub use crate::wire::smux::Upd;
+
 /// Length of a frame header in bytes.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame body: the body length field is a u16.
 pub const MAX_BODY: usize = u16::MAX as usize;
-/// The only protocol version.
+/// picomux's protocol version (smux's are 1 and 2).
 pub const VERSION: u8 = 1;
 /// Credits each side holds on a new stream, fixed by the protocol.
 pub const INITIAL_CREDITS: u32 = 10;
@@ -29,10 +33,12 @@ pub enum Command {
     Fin,
     /// Stream data; costs one credit.
     Psh,
-    /// Ignored.
+    /// Ignored (picomux: smolmux's signals in its body); smux's keepalive, on stream 0.
     Nop,
-    /// Grants credits: the body is a little-endian u16.
+    /// picomux: grants credits; the body is a little-endian u16.
     More,
+    /// smux v2: the receiver's window update; the body is a [`Upd`].
+    Upd,
     /// Liveness probe with a JSON body; answered with PONG.
     Ping,
     /// Answer to a PING.
@@ -47,23 +53,10 @@ impl Command {
             Command::Fin => 0x01,
             Command::Psh => 0x02,
             Command::Nop => 0x03,
-            Command::More => 0x04,
+            Command::More | Command::Upd => 0x04,
             Command::Ping => 0xa0,
             Command::Pong => 0xa1,
         }
-    }
-
-    fn from_byte(byte: u8) -> Option<Command> {
-        Some(match byte {
-            0x00 => Command::Syn,
-            0x01 => Command::Fin,
-            0x02 => Command::Psh,
-            0x03 => Command::Nop,
-            0x04 => Command::More,
-            0xa0 => Command::Ping,
-            0xa1 => Command::Pong,
-            _ => return None,
-        })
     }
 }
 
@@ -96,34 +89,37 @@ impl From<ProtocolError> for std::io::Error {
 }
 
 impl Header {
-    /// Decodes and validates a header.
+    /// Decodes and validates a picomux header.
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
-        if bytes[0] != VERSION {
-            return Err(ProtocolError(format!(
-                "bad version byte {} (expected {VERSION}){}",
-                bytes[0],
-                foreign_protocol_hint(bytes)
-            )));
-        }
-        let command = Command::from_byte(bytes[1])
-            .ok_or_else(|| ProtocolError(format!("unknown command 0x{:02x}", bytes[1])))?;
-        let body_len = u16::from_le_bytes([bytes[2], bytes[3]]);
-        let stream_id = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        if command == Command::More && body_len != 2 {
-            return Err(ProtocolError(format!(
-                "MORE frame on stream {stream_id} has a {body_len}-byte body (must be 2)"
-            )));
-        }
-        Ok(Header {
-            command,
-            body_len,
-            stream_id,
-        })
+        Header::decode_as(bytes, Protocol::Picomux)
     }
 
-    /// Appends the encoded header to `out`.
+    /// Decodes and validates a header of `protocol`.
+    pub fn decode_as(
+        bytes: &[u8; HEADER_LEN],
+        protocol: Protocol,
+    ) -> Result<Header, ProtocolError> {
+        crate::wire::decode_header(bytes, protocol)
+    }
+
+    /// The header with `command` and the length and stream id fields of `bytes` (the layout
+    /// every dialect here shares).
+    pub(crate) fn from_fields(command: Command, bytes: &[u8; HEADER_LEN]) -> Header {
+        Header {
+            command,
+            body_len: u16::from_le_bytes([bytes[2], bytes[3]]),
+            stream_id: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        }
+    }
+
+    /// Appends the encoded picomux header to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        out.put_u8(VERSION);
+        self.encode_as(out, Protocol::Picomux);
+    }
+
+    /// Appends the encoded header, as `protocol` frames it, to `out`.
+    pub fn encode_as(&self, out: &mut BytesMut, protocol: Protocol) {
+        out.put_u8(crate::wire::version_byte(protocol));
         out.put_u8(self.command.to_byte());
         out.put_u16_le(self.body_len);
         out.put_u32_le(self.stream_id);
@@ -161,15 +157,26 @@ pub(crate) fn foreign_protocol_hint(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// Appends a whole frame to `out`. The body must be at most [`MAX_BODY`] bytes.
+/// Appends a whole picomux frame to `out`. The body must be at most [`MAX_BODY`] bytes.
 pub fn encode_frame(out: &mut BytesMut, command: Command, stream_id: u32, body: &[u8]) {
+    encode_frame_as(out, Protocol::Picomux, command, stream_id, body);
+}
+
+/// Appends a whole frame of `protocol` to `out`. The body must be at most [`MAX_BODY`] bytes.
+pub fn encode_frame_as(
+    out: &mut BytesMut,
+    protocol: Protocol,
+    command: Command,
+    stream_id: u32,
+    body: &[u8],
+) {
     debug_assert!(body.len() <= MAX_BODY);
     Header {
         command,
         body_len: body.len() as u16,
         stream_id,
     }
-    .encode(out);
+    .encode_as(out, protocol);
     out.extend_from_slice(body);
 }
 
@@ -227,12 +234,22 @@ impl Signal {
 pub struct FrameIter<'a> {
     buf: &'a [u8],
     consumed: usize,
+    protocol: Protocol,
 }
 
 impl<'a> FrameIter<'a> {
-    /// Decodes frames from the start of `buf`.
+    /// Decodes picomux frames from the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        FrameIter { buf, consumed: 0 }
+        FrameIter::for_protocol(buf, Protocol::Picomux)
+    }
+
+    /// Decodes frames of `protocol` from the start of `buf`.
+    pub fn for_protocol(buf: &'a [u8], protocol: Protocol) -> Self {
+        FrameIter {
+            buf,
+            consumed: 0,
+            protocol,
+        }
     }
 
     /// Bytes taken by the complete frames yielded so far.
@@ -247,7 +264,7 @@ impl<'a> FrameIter<'a> {
         let Some(head) = rest.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
-        let header = Header::decode(head)?;
+        let header = Header::decode_as(head, self.protocol)?;
         let end = HEADER_LEN + header.body_len as usize;
         if rest.len() < end {
             return Ok(None);

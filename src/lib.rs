@@ -1,8 +1,10 @@
 //! A fast, hardened stream multiplexer for smol, async-std and any other executor.
 //!
 //! smolmux carries many logical byte streams over one reliable connection (TCP, TLS, or anything
-//! that is [`AsyncRead`](futures_io::AsyncRead) + [`AsyncWrite`](futures_io::AsyncWrite)), and
-//! speaks the wire protocol of the picomux 0.1 crate, so either end may be picomux.
+//! that is [`AsyncRead`](futures_io::AsyncRead) + [`AsyncWrite`](futures_io::AsyncWrite)). It
+//! speaks the wire protocol of the picomux 0.1 crate by default, so either end may be picomux,
+//! and Go's [xtaci/smux](https://github.com/xtaci/smux) versions 1 and 2 when configured to (see
+//! [Protocols](#protocols)).
 //!
 //! # The model
 //!
@@ -35,6 +37,34 @@
 //!   [`std::io::ErrorKind::InvalidData`] and a message naming the problem; when the connection
 //!   dies, every pending and later operation fails promptly, and the driver resolves with the
 //!   cause.
+//!
+//! # Protocols
+//!
+//! [`Config::protocol`] picks the wire protocol; both ends must speak the same one. The API is
+//! the same in each; what the protocol cannot carry is said where it matters:
+//!
+//! - [`Protocol::Picomux`] (the default): picomux 0.1's protocol, with smolmux's extensions
+//!   between smolmux peers (half-close, abort with a reason, stream credits, a graceful close).
+//!   Everything above describes it.
+//! - [`Protocol::SmuxV1`] and [`Protocol::SmuxV2`]: Go xtaci/smux's versions 1 and 2 (kcptun,
+//!   frp, xray and many tunnels speak them). They need a [`Role`] ([`Config::role`]:
+//!   [`Role::Client`] on the side that dialed): it splits the stream ids. SYN has no metadata
+//!   ([`Mux::open`] with some fails with `InvalidInput`); FIN is always a half-close; there is
+//!   no reset, so [`Stream::abort`] sends a FIN and discards what still arrives, and a refused
+//!   stream just ends (its opener reads EOF); liveness is a NOP every
+//!   `min(ping_interval, 10 s)` and a timeout when nothing arrives for `ping_timeout`, with no
+//!   round trip measured ([`Mux::last_rtt`] is `None`). Version 2 has per-stream byte windows;
+//!   version 1 only the session's receive budget, past which the driver stops reading.
+//!
+//! ```
+//! use smolmux::{Config, Protocol, Role};
+//!
+//! // The dialing side of a connection to a Go program using smux.Server with Version 2.
+//! let config = Config::default().protocol(Protocol::SmuxV2).role(Role::Client);
+//! # config.validate().unwrap();
+//! ```
+//!
+//! `docs/protocol.md` describes each on the wire.
 //!
 //! # Example
 //!
@@ -97,11 +127,11 @@
 //! | `BrokenPipe` | stream writes, `flush`, `close` | writing after our own `close`, after the peer stopped reading (it dropped its handle), or after a picomux peer's FIN; `flush` and `close` only when written bytes were dropped unsent |
 //! | `WouldBlock` | [`Mux::try_open`] | no stream credit or no free slot now; [`Mux::open`] would wait |
 //! | `NotConnected` | [`Mux::open`], [`Mux::accept`]; every operation after a graceful end | either side is closing the session, or it was closed |
-//! | `TimedOut` | [`Mux::close`]; every operation after a ping timeout | `close_timeout` passed and open streams were aborted; or no PONG came within `ping_timeout` |
+//! | `TimedOut` | [`Mux::close`]; every operation after a ping timeout | `close_timeout` passed and open streams were aborted; or no PONG came within `ping_timeout` (smux: nothing at all arrived within it) |
 //! | `ConnectionAborted` | every operation after the peer's end | the peer closed the connection |
 //! | `InvalidData` | every operation, and the driver | the peer broke the protocol; the message names how (and says so when the bytes look like TLS, HTTP or SSH) |
 //! | `UnexpectedEof` | every operation, and the driver | the connection ended in the middle of a frame |
-//! | `InvalidInput` | [`Mux::open`] (metadata over 65,535 bytes); everything, with an invalid [`Config`] | the argument or setting named in the message |
+//! | `InvalidInput` | [`Mux::open`] (metadata over 65,535 bytes, or any in smux); everything, with an invalid [`Config`] | the argument or setting named in the message |
 //! | any other | every operation, and the driver | the connection's own I/O error |
 //!
 //! Bytes already received stay readable after a stream or session ends, until the error (or
@@ -141,8 +171,9 @@ mod shared;
 mod stats;
 mod stream;
 mod transmit;
+mod wire;
 
-pub use config::Config;
+pub use config::{Config, Protocol, Role};
 pub use driver::Driver;
 pub use mux::Mux;
 pub use stats::Stats;

@@ -6,6 +6,10 @@
 //! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
 //! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
 //!
+//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2); where the
+//! dialects differ (the codec, flow control, stream ids, liveness frames, what FIN means) it
+//! asks its [`Dialect`].
+//!
 //! This file holds the state (the session's and each stream's); the methods live by concern:
 //! [`recv`] (frames from the peer, receive windows, the receive budget), [`send`] (the send
 //! scheduler), [`app`] (the application's operations), [`liveness`] (PINGs and timers),
@@ -36,15 +40,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::congestion::Pacer;
 use crate::fifo::Fifo;
 use crate::frame::{
-    encode_frame, Command, Header, PingInfo, ProtocolError, Signal, INITIAL_CREDITS, MAX_BODY,
+    encode_frame, encode_frame_as, Command, Header, PingInfo, ProtocolError, Signal, Upd,
+    INITIAL_CREDITS, MAX_BODY,
 };
 use crate::send_buffer::{ChunkPool, SendBuffer};
 use crate::stats::Stats;
 use crate::transmit::Transmit;
+use crate::wire::smux::INITIAL_PEER_WINDOW;
+use crate::wire::{Dialect, Flow, StreamIds};
 
 mod admission;
 mod app;
@@ -52,11 +59,13 @@ mod lifecycle;
 mod liveness;
 mod recv;
 mod send;
+mod smux;
 mod window;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
+use smux::ByteCounts;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -110,6 +119,10 @@ const MAX_HOLD_FACTOR: u32 = 10;
 
 /// PINGs sent back to back at the start of a session to measure the path's round trip.
 const STARTUP_RTT_SAMPLES: u8 = 3;
+
+/// The longest interval between smux NOPs, whatever `ping_interval` says: Go smux's default
+/// `KeepAliveInterval`, a third of its default `KeepAliveTimeout`.
+const SMUX_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How the reason of every refusal starts, on the wire and in the opener's errors.
 const REFUSED: &str = "stream refused";
@@ -205,28 +218,38 @@ struct StreamState {
     syn: Option<Box<Bytes>>,
     send: SendState,
     send_buf: SendBuffer,
-    /// Credits the peer granted us: PSH frames we may still send.
+    /// What the peer lets us send: PSH frames (picomux credits) or bytes (smux v2); unbounded
+    /// in smux v1.
     send_credits: u32,
+    /// smux v2's byte counts (see [`ByteCounts`]); `None` in the other dialects. Boxed: it
+    /// would take picomux's stream state past its 128-byte allocation class.
+    bytes: Option<Box<ByteCounts>>,
     recv: RecvState,
     /// Received data not yet read, front first (a frame the application has begun reading is
     /// advanced past what it read).
     recv_queue: Fifo<Bytes>,
-    /// Credits the peer still holds on this stream: PSH frames it may still send us.
+    /// What the peer may still send us on this stream: PSH frames (picomux credits) or bytes
+    /// (smux v2); unused in smux v1.
     peer_credits: u32,
-    /// Target of `peer_credits + recv_queue.len()`: the receive window in frames. It starts
-    /// as the stream's whole receive buffer and grows beyond it while the application keeps up
-    /// with a long fat path (see [`Session::tune_window`]), except while the peer interleaves
-    /// this stream with other streams' messages, when it is the initial 10 frames (see
-    /// [`Session::on_psh`]).
+    /// picomux: the target of `peer_credits + recv_queue.len()`, the receive window in frames.
+    /// It starts as the stream's whole receive buffer and grows beyond it while the
+    /// application keeps up with a long fat path (see [`Session::tune_window`]), except while
+    /// the peer interleaves this stream with other streams' messages, when it is the initial 10
+    /// frames (see [`Session::on_psh`]). smux v2: the window in bytes our next UPD tells,
+    /// chosen as the stream's receive buffer or the interleaving window (see
+    /// [`Session::on_smux_psh`]).
     window: u32,
     /// When our latest MORE on this stream was encoded, in milliseconds of the session's
-    /// clock (wrapping; 0: none yet): the window tuner's measure of how fast it is consumed.
-    /// Four bytes, not an `Instant`'s sixteen, keep the state within its allocation class.
-    granted_at: u32,
-    /// The received PSH bodies' average length (a moving average), for the tuner to count a
-    /// grown window in bytes, not frames (see [`Session::window_in_frames`]).
-    frame_len: u16,
-    /// In `grant_queue`, waiting for a MORE.
+    /// clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
+    /// consumed. Two bytes, not an `Instant`'s sixteen, keep the state within 128 bytes (see
+    /// `stream_state_stays_within_128_bytes`); a MORE a multiple of 65.5 s after the previous
+    /// one may pass for a fast one, which at worst doubles the window once, within its limit.
+    granted_at: u16,
+    /// The received PSH bodies' average length in units of 256 bytes (a moving average), for
+    /// the tuner to count a grown window in bytes, not frames (see
+    /// [`Session::window_in_frames`]).
+    frame_len: u8,
+    /// In `grant_queue`, waiting for a MORE (picomux) or a UPD (smux v2).
     grant_scheduled: bool,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
     data_scheduled: bool,
@@ -246,18 +269,25 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(syn: Option<Box<Bytes>>, window: u32, last_read: u32) -> Self {
+    fn new(syn: Option<Box<Bytes>>, flow: Flow, window: u32, last_read: u32) -> Self {
+        // What each side may send before hearing from the other, in the dialect's unit.
+        let (credits, window) = match flow {
+            Flow::FrameCredits => (INITIAL_CREDITS, window),
+            Flow::ByteWindow => (INITIAL_PEER_WINDOW, window),
+            Flow::SessionOnly => (u32::MAX, 0),
+        };
         StreamState {
             syn,
             send: SendState::Open,
             send_buf: SendBuffer::default(),
-            send_credits: INITIAL_CREDITS,
+            send_credits: credits,
+            bytes: (flow == Flow::ByteWindow).then(Box::default),
             recv: RecvState::Open,
             recv_queue: Fifo::default(),
-            peer_credits: INITIAL_CREDITS,
+            peer_credits: credits,
             window,
             granted_at: 0,
-            frame_len: MAX_BODY as u16,
+            frame_len: (MAX_BODY >> 8) as u8,
             grant_scheduled: false,
             data_scheduled: false,
             handles: Handles::Held,
@@ -269,17 +299,26 @@ impl StreamState {
         }
     }
 
+    /// Counts `n` bytes as read by the application, for smux v2's UPD.
+    fn count_read(&mut self, n: usize) {
+        if let Some(counts) = self.bytes.as_deref_mut() {
+            counts.read = counts.read.wrapping_add(n as u32);
+        }
+    }
+
     /// Bytes received and not yet read.
     fn unread_bytes(&self) -> usize {
         self.recv_queue.iter().map(Bytes::len).sum()
     }
 
-    /// Drops the received data not yet read; returns its length in bytes.
+    /// Drops the received data not yet read (counted as read, for smux v2's window); returns
+    /// its length in bytes.
     fn discard_received(&mut self) -> usize {
         let mut bytes = 0;
         while let Some(unread) = self.recv_queue.pop_front() {
             bytes += unread.len();
         }
+        self.count_read(bytes);
         bytes
     }
 
@@ -350,8 +389,12 @@ impl StreamState {
 /// Liveness bookkeeping: at most one own PING outstanding, at most one PONG owed.
 #[derive(Debug)]
 struct Liveness {
+    /// How often to ping (picomux) or to send a NOP (smux: at most [`SMUX_KEEPALIVE`]).
     interval: Option<Duration>,
     timeout: Duration,
+    /// When the latest frame arrived (or the first timer run, before any): smux's timeout
+    /// counts from it.
+    last_arrival: Option<Instant>,
     ping_wanted: bool,
     ping_sent_at: Option<Instant>,
     next_ping_at: Option<Instant>,
@@ -366,13 +409,14 @@ struct Liveness {
 /// The state of one session. See the module documentation.
 pub(crate) struct Session {
     config: Config,
+    dialect: Dialect,
     max_window: u32,
     /// The origin of the streams' `granted_at` clock.
     epoch: Instant,
     /// Boxed, so that the table's spare capacity costs a pointer per slot, not a whole state.
     streams: HashMap<u32, Box<StreamState>>,
-    next_id: u32,
-    id_step: u32,
+    /// The ids of the streams we open.
+    ids: StreamIds,
     peer_is_smolmux: bool,
     /// The peer's first PING has arrived, so `peer_is_smolmux` is known (smolmux and picomux
     /// both ping first): until then, how the session may end is not known either.
@@ -399,8 +443,6 @@ pub(crate) struct Session {
     chunks: ChunkPool,
     /// PSH frames encoded so far.
     psh_sent: u64,
-    /// `psh_sent` when the latest keepalive PING was due.
-    psh_sent_at_keepalive: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
     /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
@@ -440,11 +482,20 @@ impl Session {
     /// A new session. An invalid `config` gives a session that has already ended with that error.
     pub(crate) fn new(config: Config) -> Session {
         let invalid = config.validate().err();
+        let dialect = Dialect::new(&config);
+        let interval = match dialect.pings() {
+            true => config.ping_interval,
+            // A Go peer ends the session after a whole KeepAliveTimeout (30 s by default) with
+            // nothing received, checked once per timeout period: NOPs must come well within it.
+            false => config.ping_interval.map(|every| every.min(SMUX_KEEPALIVE)),
+        };
         let liveness = Liveness {
-            interval: config.ping_interval,
+            interval,
             timeout: config.ping_timeout,
+            last_arrival: None,
             // The first PING announces smolmux's extensions and measures the first round trip.
-            ping_wanted: true,
+            // smux's first NOP waits an interval, as Go's does (see `start_keepalive`).
+            ping_wanted: dialect.pings(),
             ping_sent_at: None,
             next_ping_at: None,
             pong_owed: false,
@@ -456,12 +507,12 @@ impl Session {
             max_window: config.max_stream_window(),
             epoch: Instant::now(),
             config,
+            dialect,
             streams: HashMap::new(),
-            // A random start walked by an odd step visits all 2^32 ids before repeating one.
-            next_id: fastrand::u32(..),
-            id_step: fastrand::u32(..) | 1,
+            ids: dialect.stream_ids(),
             peer_is_smolmux: false,
-            peer_pinged: false,
+            // smux has no PING: the peer is known (not smolmux) from the start.
+            peer_pinged: !dialect.pings(),
             accept_queue: VecDeque::new(),
             early_resets: 0,
             refusals: VecDeque::new(),
@@ -475,7 +526,6 @@ impl Session {
             send_buffered: 0,
             chunks: ChunkPool::default(),
             psh_sent: 0,
-            psh_sent_at_keepalive: 0,
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
@@ -498,6 +548,21 @@ impl Session {
             session.fail(err.kind(), err.to_string());
         }
         session
+    }
+
+    /// The wire protocol the session speaks (for the reader's decoder).
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.dialect.protocol
+    }
+
+    /// A new stream's state, as the dialect starts it.
+    fn new_stream(&self, syn: Option<Box<Bytes>>) -> Box<StreamState> {
+        let flow = self.dialect.flow();
+        let window = match flow {
+            Flow::ByteWindow => self.smux_window(),
+            _ => self.max_window,
+        };
+        Box::new(StreamState::new(syn, flow, window, self.read_tick))
     }
 
     /// Wakers recorded since the last call, to be woken once the lock is released.
@@ -582,3 +647,5 @@ fn broken_pipe(why: &str, lost: usize) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_smux;

@@ -17,29 +17,32 @@ impl Session {
                 ),
             ));
         }
+        if !metadata.is_empty() && !self.dialect.has_bodies() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{:?} streams carry no metadata: open them with empty metadata (open(b\"\"))",
+                    self.dialect.protocol
+                ),
+            ));
+        }
         if !self.is_open() {
             return Err(self.draining_error());
         }
         if !self.may_open() {
             return Ok(None);
         }
-        self.ours.opened += 1;
-        let id = loop {
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(self.id_step);
-            if !self.streams.contains_key(&id) {
-                break id;
-            }
+        let streams = &self.streams;
+        let Some(id) = self.ids.next(|id| streams.contains_key(&id)) else {
+            return Err(io::Error::other(
+                "every stream id of this session has been used (smux never reuses one): \
+                 open a new connection",
+            ));
         };
+        self.ours.opened += 1;
         tracing::debug!(id, "stream opened");
-        self.streams.insert(
-            id,
-            Box::new(StreamState::new(
-                Some(Box::new(metadata)),
-                self.max_window,
-                self.read_tick,
-            )),
-        );
+        let stream = self.new_stream(Some(Box::new(metadata)));
+        self.streams.insert(id, stream);
         self.schedule_data(id);
         Ok(Some(id))
     }
@@ -121,6 +124,7 @@ impl Session {
         }
         self.read_tick = self.read_tick.wrapping_add(1);
         stream.last_read = self.read_tick;
+        stream.count_read(copied);
         self.recv_buffered -= copied;
         self.consider_grant(id);
         self.wake_reader_if_room();
@@ -264,6 +268,10 @@ impl Session {
             stream.recv = RecvState::Reset(local);
         }
         stream.wake_all(&mut self.wake);
+        if self.dialect.flow() == Flow::ByteWindow {
+            // smux has no reset: the peer may write on, and what was discarded counts as read.
+            self.consider_upd(id);
+        }
         self.schedule_data(id);
         self.wake_reader_if_room();
         self.maybe_remove(id);
@@ -300,6 +308,10 @@ impl Session {
         // telling, or it would write on into a stream nobody reads.
         stream.stop_owed = peer_is_smolmux && matches!(stream.recv, RecvState::Open);
         self.recv_buffered -= stream.discard_received();
+        if self.dialect.flow() == Flow::ByteWindow {
+            // What was discarded counts as read: a smux peer must not wait for the window.
+            self.consider_upd(id);
+        }
         self.schedule_data(id);
         self.wake_reader_if_room();
     }

@@ -317,8 +317,9 @@ impl Session {
     }
 
     /// Whether every stream is done as far as ending the session goes: both ways and with the
-    /// GOAWAYs crossed (a smolmux peer: then no SYN can still be on its way), or our side of
-    /// each (a picomux peer treats our FIN as the end of the whole stream).
+    /// GOAWAYs crossed (a smolmux peer: then no SYN can still be on its way), both ways (a
+    /// smux peer), or our side of each (a picomux peer treats our FIN as the end of the whole
+    /// stream).
     fn streams_finished(&self) -> bool {
         if !self.refusals.is_empty() || !self.peer_pinged {
             return false;
@@ -330,6 +331,12 @@ impl Session {
                     .streams
                     .values()
                     .all(|stream| stream.local_done() && stream.remote_done())
+        } else if self.dialect.fin_half_closes(false) {
+            // smux: a FIN ends one direction only, so the peer may still be sending; many Go
+            // programs close their whole session once the connection's read side ends.
+            self.streams
+                .values()
+                .all(|stream| stream.local_done() && stream.remote_done())
         } else {
             self.streams.values().all(|stream| stream.local_done())
         }

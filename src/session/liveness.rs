@@ -10,32 +10,49 @@ impl Session {
             self.liveness.next_ping_at,
             self.held_until,
             self.close_deadline(),
+            self.chunks.release_due(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// When the PONG to our outstanding PING is overdue, if it can be (durations too long to
-    /// add to the clock mean never).
+    /// When the PONG to our outstanding PING is overdue (smux: when the peer has been silent
+    /// for too long), if it can be (durations too long to add to the clock mean never).
     pub(super) fn ping_deadline(&self) -> Option<Instant> {
         self.liveness.interval?;
-        self.liveness
-            .ping_sent_at?
-            .checked_add(self.liveness.timeout)
+        let since = match self.dialect.pings() {
+            true => self.liveness.ping_sent_at?,
+            false => self.liveness.last_arrival?,
+        };
+        since.checked_add(self.liveness.timeout)
     }
 
-    /// Fires timers due at `now`: a PING timed out, or the next PING is due.
+    /// Fires timers due at `now`: a PING timed out, the next PING is due, or the spent chunks
+    /// may be idle.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         if self.end().is_some() {
+            // Handles may keep an ended session for long.
+            self.chunks.clear();
             return;
+        }
+        self.chunks.on_timeout(now);
+        self.start_keepalive(now);
+        if !self.dialect.pings() && self.reader_paused() {
+            // We stopped reading (the receive budget is full): the peer's frames wait unread,
+            // so its silence proves nothing (Go smux makes the same exception).
+            self.liveness.last_arrival = Some(now);
         }
         if self.ping_deadline().is_some_and(|at| now >= at) {
             let timeout = self.liveness.timeout;
-            self.fail(
-                io::ErrorKind::TimedOut,
-                format!("ping timeout: no PONG from the peer within {timeout:?}"),
-            );
+            let message = match self.dialect.pings() {
+                true => format!("ping timeout: no PONG from the peer within {timeout:?}"),
+                false => format!(
+                    "keepalive timeout: nothing received from the peer within {timeout:?} \
+                     (ping_timeout)"
+                ),
+            };
+            self.fail(io::ErrorKind::TimedOut, message);
             return;
         }
         self.on_close_deadline(now);
@@ -43,11 +60,6 @@ impl Session {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
             self.wake_writer();
-            // A session that sent no data for a whole interval gives its spent chunks back.
-            if self.psh_sent == self.psh_sent_at_keepalive {
-                self.chunks.clear();
-            }
-            self.psh_sent_at_keepalive = self.psh_sent;
         }
         if !self.held.is_empty() && !self.queue_too_long(now) && !self.pacing_holds(now) {
             // The PONG is too late to wait for, or the pacer allows: release the held streams

@@ -13,6 +13,8 @@ impl Session {
     ) -> Result<(), ProtocolError> {
         let id = header.stream_id;
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
+        // Any frame shows the peer alive (smux's keepalive timeout counts from it).
+        self.liveness.last_arrival = Some(now);
         if self.farewell.bye_received {
             return Err(ProtocolError(format!(
                 "{:?} frame after the peer's BYE",
@@ -21,7 +23,9 @@ impl Session {
         }
         match header.command {
             Command::Syn => self.on_syn(id, &body),
-            Command::Psh => self.on_psh(id, body),
+            Command::Psh if self.dialect.is_picomux() => self.on_psh(id, body),
+            Command::Psh => self.on_smux_psh(id, body),
+            Command::Upd => self.on_upd(id, Upd::decode(&body)),
             Command::Fin => self.on_fin(id, &body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
@@ -74,6 +78,7 @@ impl Session {
     }
 
     pub(super) fn on_syn(&mut self, id: u32, metadata: &[u8]) -> Result<(), ProtocolError> {
+        self.dialect.check_peer_id(id)?;
         if self.streams.contains_key(&id) {
             return Err(ProtocolError(format!("duplicate SYN for open stream {id}")));
         }
@@ -94,9 +99,8 @@ impl Session {
             return Ok(());
         }
         tracing::debug!(id, "stream opened by peer");
-        let window = self.max_window;
-        self.streams
-            .insert(id, Box::new(StreamState::new(None, window, self.read_tick)));
+        let stream = self.new_stream(None);
+        self.streams.insert(id, stream);
         self.accept_queue.push_back((id, metadata.into()));
         self.notify_accept = true;
         Ok(())
@@ -136,7 +140,7 @@ impl Session {
             self.consider_grant(id);
             return Ok(());
         }
-        stream.frame_len = ((u32::from(stream.frame_len) * 7 + body.len() as u32) / 8) as u16;
+        stream.frame_len = ((u32::from(stream.frame_len) * 7 + (body.len() >> 8) as u32) / 8) as u8;
         self.recv_buffered += body.len();
         stream.recv_queue.push_back(body);
         self.wake.extend(stream.read_waker.take());
@@ -192,7 +196,7 @@ impl Session {
     }
 
     pub(super) fn on_fin(&mut self, id: u32, reason: &[u8]) -> Result<(), ProtocolError> {
-        let peer_is_smolmux = self.peer_is_smolmux;
+        let half_close = self.dialect.fin_half_closes(self.peer_is_smolmux);
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
@@ -228,7 +232,7 @@ impl Session {
             tracing::debug!(id, "FIN received");
             stream.recv = RecvState::Finished;
             stream.stop_owed = false;
-            if !peer_is_smolmux && matches!(stream.send, SendState::Open | SendState::FinQueued) {
+            if !half_close && matches!(stream.send, SendState::Open | SendState::FinQueued) {
                 // A picomux peer's FIN ends both directions: bytes we sent now would be dropped.
                 let lost = stream.send_buf.len();
                 self.send_buffered -= lost;
@@ -333,7 +337,7 @@ impl Session {
 
     /// Whether the session takes no more frames for now (see [`Session::reader_must_wait`]).
     pub(crate) fn reader_paused(&self) -> bool {
-        self.refusals.len() >= MAX_PENDING_REFUSALS
+        self.refusals.len() >= MAX_PENDING_REFUSALS || self.receive_budget_full()
     }
 
     pub(super) fn wake_reader_if_room(&mut self) {
@@ -402,8 +406,14 @@ impl Session {
         INITIAL_CREDITS.saturating_add(left).min(share)
     }
 
-    /// Queues a MORE for stream `id` once half its window is free (batching the grants).
+    /// Queues a MORE for stream `id` once half its window is free (batching the grants); in
+    /// smux v2, a UPD when one is due.
     pub(super) fn consider_grant(&mut self, id: u32) {
+        match self.dialect.flow() {
+            Flow::FrameCredits => {}
+            Flow::ByteWindow => return self.consider_upd(id),
+            Flow::SessionOnly => return,
+        }
         let Some(stream) = self.streams.get(&id) else {
             return;
         };

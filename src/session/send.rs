@@ -49,6 +49,10 @@ impl Session {
             self.encode_data(id, out);
         }
         self.update_hold_release(now);
+        if self.chunks.arm(now) {
+            // The timer must learn the pool's first look.
+            self.wake.extend(self.timer_waker.take());
+        }
         if !self.is_open() {
             // The FINs just encoded may have finished the last streams.
             self.progress();
@@ -155,6 +159,10 @@ impl Session {
             && self.liveness.ping_sent_at.is_none()
             && !self.farewell.bye_received
         {
+            if !self.dialect.pings() {
+                self.encode_keepalive(out, now);
+                return true;
+            }
             self.liveness.ping_wanted = false;
             self.liveness.ping_sent_at = Some(now);
             self.pacer.on_ping_sent(now);
@@ -174,9 +182,12 @@ impl Session {
         if let Some((id, why)) = self.refusals.pop_front() {
             // A FIN with a reason: a smolmux opener sees its reads and writes fail with it (an
             // empty FIN would read as a half-close, and its writes would wait for credits that
-            // never come); a picomux opener sees its stream end.
+            // never come); a picomux opener sees its stream end. smux's FIN has no body: a
+            // smux opener sees only the end of the stream.
+            let protocol = self.dialect.protocol;
+            let body = if self.dialect.has_bodies() { why } else { "" };
             tracing::trace!(id, why, "refusal sent");
-            out.encode(|b| encode_frame(b, Command::Fin, id, why.as_bytes()));
+            out.encode(|b| encode_frame_as(b, protocol, Command::Fin, id, body.as_bytes()));
             self.wake_reader_if_room();
             return true;
         }
@@ -184,6 +195,12 @@ impl Session {
             return true;
         }
         while let Some(id) = self.grant_queue.pop_front() {
+            if self.dialect.flow() == Flow::ByteWindow {
+                if self.encode_upd(id, out) {
+                    return true;
+                }
+                continue;
+            }
             let limit = self.window_limit(id);
             self.tune_window(id, limit, now);
             let Some(stream) = self.streams.get(&id) else {
@@ -216,6 +233,7 @@ impl Session {
             } else {
                 max_body
             };
+        let dialect = self.dialect;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -230,7 +248,7 @@ impl Session {
             Some(DataFrame::Syn) => {
                 let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
-                out.encode(|b| encode_frame(b, Command::Syn, id, &metadata));
+                out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Syn, id, &metadata));
                 // Wake a flush waiting for the SYN to go.
                 self.wake.extend(stream.write_waker.take());
             }
@@ -238,7 +256,10 @@ impl Session {
                 // Split what is queued evenly over the fewest frames, so a 64 KiB write does
                 // not cost a second credit for a 1-byte tail.
                 let queued = stream.send_buf.len();
-                let len = queued.div_ceil(queued.div_ceil(frame_max));
+                let mut len = queued.div_ceil(queued.div_ceil(frame_max));
+                if dialect.flow() == Flow::ByteWindow {
+                    len = len.min(stream.send_credits as usize); // smux v2: what the window allows
+                }
                 self.psh_sent += 1;
                 if len < queued || len >= message_max {
                     self.last_bulk = Some(self.psh_sent);
@@ -252,7 +273,7 @@ impl Session {
                     body_len: len as u16,
                     stream_id: id,
                 };
-                out.encode(|b| header.encode(b));
+                out.encode(|b| header.encode_as(b, dialect.protocol));
                 stream.send_buf.take(len, &mut self.chunks, |piece| {
                     if piece.len() >= SHARED_BODY_MIN {
                         out.push_shared(piece);
@@ -260,7 +281,16 @@ impl Session {
                         out.encode(|b| b.extend_from_slice(&piece));
                     }
                 });
-                stream.send_credits -= 1;
+                match dialect.flow() {
+                    Flow::FrameCredits => stream.send_credits -= 1,
+                    Flow::ByteWindow => {
+                        stream.send_credits -= len as u32;
+                        if let Some(counts) = stream.bytes.as_deref_mut() {
+                            counts.sent = counts.sent.wrapping_add(len as u32);
+                        }
+                    }
+                    Flow::SessionOnly => {}
+                }
                 self.send_buffered -= len;
                 self.pacer.on_sent(len);
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
@@ -278,14 +308,16 @@ impl Session {
                     }
                     _ => Bytes::new(),
                 };
-                out.encode(|b| encode_frame(b, Command::Fin, id, &wire));
+                // smux's FIN has no body: an abort there is a plain FIN.
+                let body: &[u8] = if dialect.has_bodies() { &wire } else { b"" };
+                out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Fin, id, body));
                 tracing::debug!(id, "FIN sent");
                 self.wake.extend(stream.write_waker.take());
                 self.maybe_remove(id);
                 return;
             }
         }
-        if self.queue_worth_measuring() && self.liveness.ping_sent_at.is_none() {
+        if dialect.pings() && self.queue_worth_measuring() && self.liveness.ping_sent_at.is_none() {
             // Measure the queue this frame joins (see QUEUE_ALLOWANCE).
             self.liveness.ping_wanted = true;
         }

@@ -21,13 +21,13 @@ impl Session {
         let rtt_ms = self.liveness.min_rtt.map_or(0, |rtt| rtt.as_millis());
         let rtt_ms = u32::try_from(rtt_ms).unwrap_or(u32::MAX);
         // The clock's zero means "no MORE yet".
-        let now_ms = (now.saturating_duration_since(self.epoch).as_millis() as u32).max(1);
+        let now_ms = (now.saturating_duration_since(self.epoch).as_millis() as u16).max(1);
         let base = self.max_window;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
         if stream.granted_at != 0 && rtt_ms > 0 {
-            let since = now_ms.wrapping_sub(stream.granted_at);
+            let since = u32::from(now_ms.wrapping_sub(stream.granted_at));
             if since < rtt_ms.saturating_mul(2) {
                 let limit = Session::frames_for(stream, limit);
                 let grown = stream.window.saturating_mul(2).min(limit);
@@ -62,13 +62,19 @@ impl Session {
         if stream.window <= self.max_window {
             return excess;
         }
-        let frame_len = usize::from(stream.frame_len).max(MAX_BODY / 4);
+        let frame_len = Session::received_frame_len(stream);
         let full = (excess as usize * frame_len).div_ceil(MAX_BODY);
         u32::try_from(full).unwrap_or(u32::MAX)
     }
 
+    /// The length a grown window counts `stream`'s frames at: their average, rounded up to
+    /// 256 bytes (so that full frames count as full), and at least a quarter of a full frame.
+    fn received_frame_len(stream: &StreamState) -> usize {
+        ((usize::from(stream.frame_len) + 1) << 8).clamp(MAX_BODY / 4, MAX_BODY)
+    }
+
     fn frames_for(stream: &StreamState, limit: u32) -> u32 {
-        let frame_len = usize::from(stream.frame_len).max(MAX_BODY / 4);
+        let frame_len = Session::received_frame_len(stream);
         let frames = limit as usize * MAX_BODY / frame_len;
         u32::try_from(frames).unwrap_or(u32::MAX)
     }

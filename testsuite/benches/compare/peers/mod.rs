@@ -1,6 +1,7 @@
-//! A uniform view of the four implementations: a session is a client/server pair of one
+//! A uniform view of the implementations: a session is a client/server pair of one
 //! implementation, and its endpoints open and accept boxed byte streams.
 
+mod async_smux_handle;
 mod yamux_handle;
 
 use std::io;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 
+use self::async_smux_handle::AsyncSmuxHandle;
 use self::yamux_handle::YamuxHandle;
 use crate::runtime::{spawn, with_timeout};
 
@@ -20,35 +22,52 @@ use crate::runtime::{spawn, with_timeout};
 pub(crate) enum Impl {
     Raw,
     Smolmux,
+    /// smolmux speaking Go smux v2 ([`smolmux::Protocol::SmuxV2`]).
+    SmolmuxSmuxV2,
     Yamux,
     Picomux,
+    /// async_smux 0.4, which speaks smux v1.
+    AsyncSmux,
 }
 
-pub(crate) const ALL_IMPLS: [Impl; 4] = [Impl::Raw, Impl::Smolmux, Impl::Yamux, Impl::Picomux];
+pub(crate) const ALL_IMPLS: [Impl; 6] = [
+    Impl::Raw,
+    Impl::Smolmux,
+    Impl::SmolmuxSmuxV2,
+    Impl::Yamux,
+    Impl::Picomux,
+    Impl::AsyncSmux,
+];
 
 impl Impl {
     pub(crate) fn key(self) -> &'static str {
         match self {
             Impl::Raw => "raw",
             Impl::Smolmux => "smolmux",
+            Impl::SmolmuxSmuxV2 => "smolmux_smux2",
             Impl::Yamux => "yamux",
             Impl::Picomux => "picomux",
+            Impl::AsyncSmux => "async_smux",
         }
     }
     pub(crate) fn title(self) -> &'static str {
         match self {
             Impl::Raw => "raw TCP",
             Impl::Smolmux => "smolmux",
+            Impl::SmolmuxSmuxV2 => "smolmux (smux v2)",
             Impl::Yamux => "yamux 0.13",
             Impl::Picomux => "picomux 0.1.18",
+            Impl::AsyncSmux => "async_smux 0.4",
         }
     }
     pub(crate) fn parse(s: &str) -> Option<Impl> {
         match s.trim().to_ascii_lowercase().as_str() {
             "raw" | "tcp" | "rawtcp" | "raw_tcp" => Some(Impl::Raw),
             "smolmux" | "smol" => Some(Impl::Smolmux),
+            "smolmux_smux2" | "smolmux-smux2" | "smux2" => Some(Impl::SmolmuxSmuxV2),
             "yamux" => Some(Impl::Yamux),
             "picomux" | "pico" => Some(Impl::Picomux),
+            "async_smux" | "async-smux" => Some(Impl::AsyncSmux),
             _ => None,
         }
     }
@@ -62,6 +81,13 @@ pub(crate) fn smolmux_config() -> smolmux::Config {
     smolmux::Config::default()
 }
 
+/// smolmux in smux v2 mode: the defaults otherwise, `role` as smux needs one.
+fn smolmux_smux2_config(role: smolmux::Role) -> smolmux::Config {
+    smolmux_config()
+        .protocol(smolmux::Protocol::SmuxV2)
+        .role(role)
+}
+
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 pub(crate) type BStream = Box<dyn Duplex>;
@@ -72,6 +98,7 @@ pub(crate) enum Endpoint {
     Smol(smolmux::Mux),
     Yamux(YamuxHandle),
     Pico(picomux::PicoMux),
+    AsyncSmux(AsyncSmuxHandle),
 }
 
 impl Endpoint {
@@ -86,6 +113,7 @@ impl Endpoint {
             Endpoint::Smol(m) => Box::new(m.open(b"").await?),
             Endpoint::Yamux(y) => Box::new(y.open().await?),
             Endpoint::Pico(p) => Box::new(p.open(b"").await?),
+            Endpoint::AsyncSmux(a) => Box::new(a.open()?),
         })
     }
     pub(crate) async fn accept(&self) -> io::Result<BStream> {
@@ -99,6 +127,7 @@ impl Endpoint {
             Endpoint::Smol(m) => Box::new(m.accept().await?),
             Endpoint::Yamux(y) => Box::new(y.accept().await?),
             Endpoint::Pico(p) => Box::new(p.accept().await?),
+            Endpoint::AsyncSmux(a) => Box::new(a.accept().await?),
         })
     }
 }
@@ -159,10 +188,17 @@ impl Session {
                     drivers: vec![],
                 })
             }
-            Impl::Smolmux => {
+            Impl::Smolmux | Impl::SmolmuxSmuxV2 => {
+                let (client_config, server_config) = match imp {
+                    Impl::SmolmuxSmuxV2 => (
+                        smolmux_smux2_config(smolmux::Role::Client),
+                        smolmux_smux2_config(smolmux::Role::Server),
+                    ),
+                    _ => (smolmux_config(), smolmux_config()),
+                };
                 let (c, a) = tcp_pair(route).await?;
-                let (cm, cd) = smolmux::Mux::new(c.clone(), c, smolmux_config());
-                let (sm, sd) = smolmux::Mux::new(a.clone(), a, smolmux_config());
+                let (cm, cd) = smolmux::Mux::new(c.clone(), c, client_config);
+                let (sm, sd) = smolmux::Mux::new(a.clone(), a, server_config);
                 Ok(Session {
                     imp,
                     client: Endpoint::Smol(cm),
@@ -190,6 +226,17 @@ impl Session {
                     drivers: vec![],
                 })
             }
+            Impl::AsyncSmux => {
+                let (c, a) = tcp_pair(route).await?;
+                let (ch, cd) = AsyncSmuxHandle::start(c, smolmux::Role::Client);
+                let (sh, sd) = AsyncSmuxHandle::start(a, smolmux::Role::Server);
+                Ok(Session {
+                    imp,
+                    client: Endpoint::AsyncSmux(ch),
+                    server: Endpoint::AsyncSmux(sh),
+                    drivers: vec![("client driver", cd), ("server driver", sd)],
+                })
+            }
         }
     }
 
@@ -215,8 +262,9 @@ impl Session {
     }
 
     /// Ends the session gracefully, one side after the other, and checks that both drivers end
-    /// cleanly: the client side shuts down first (smolmux: `Mux::close`; yamux: the handle is
-    /// dropped, so its driver closes the connection; picomux and raw TCP: dropped), then the
+    /// cleanly: the client side shuts down first (smolmux: `Mux::close`; yamux and async_smux:
+    /// the handles are dropped, so the driver closes the connection; picomux and raw TCP:
+    /// dropped), then the
     /// server side, which sees the connection end.
     pub(crate) async fn teardown(self) -> Result<(), String> {
         let Session {
@@ -244,7 +292,7 @@ impl Session {
         };
         let client_driver = drivers.pop();
         match imp {
-            Impl::Smolmux => {
+            Impl::Smolmux | Impl::SmolmuxSmuxV2 => {
                 if let Endpoint::Smol(c) = &client {
                     match with_timeout(Duration::from_secs(10), c.close()).await {
                         Some(Ok(())) => {}

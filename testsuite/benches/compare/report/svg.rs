@@ -19,6 +19,8 @@ pub(crate) fn impl_color(imp: Impl) -> &'static str {
         Impl::Smolmux => "#1f77b4",
         Impl::Yamux => "#ff7f0e",
         Impl::Picomux => "#2ca02c",
+        Impl::SmolmuxSmuxV2 => "#9467bd",
+        Impl::AsyncSmux => "#d62728",
     }
 }
 

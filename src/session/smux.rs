@@ -1,0 +1,210 @@
+//! What the session does differently in the smux dialects (the rules on the wire are in
+//! [`crate::wire::smux`]): PSH accounting, version 2's byte windows (UPD frames), the session
+//! receive budget that stops the reader, and the keepalive NOP.
+
+use super::*;
+use crate::wire::smux::send_allowance;
+
+/// smux v2's cumulative byte counts of one stream, all mod 2^32 as on the wire.
+#[derive(Debug, Default)]
+pub(super) struct ByteCounts {
+    /// PSH bytes we sent.
+    pub(super) sent: u32,
+    /// PSH bytes received (discarded ones too).
+    received: u32,
+    /// The peer's consumed count in its latest UPD.
+    peer_consumed: u32,
+    /// Bytes the application read (and bytes discarded unread, as if read).
+    pub(super) read: u32,
+    /// `read` as our latest UPD told it.
+    read_told: u32,
+    /// The window our latest UPD told (0: none sent yet).
+    window_told: u32,
+}
+
+/// The window, in bytes, that a version-2 stream announces while its sender interleaves it
+/// with other streams' messages: the bytes of picomux's 10 interleaved frames from a smolmux
+/// sender (quarter frames), so that a message queues behind as little as in picomux mode.
+const INTERLEAVED_WINDOW: u32 = INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
+
+impl Session {
+    /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
+    /// that we aborted is discarded, since smux has no reset: an abort is our FIN plus this.
+    pub(super) fn on_smux_psh(&mut self, id: u32, body: Bytes) -> Result<(), ProtocolError> {
+        if body.is_empty() {
+            return Ok(()); // Go skips empty PSH frames too
+        }
+        let limit = self.smux_receive_limit();
+        // As in picomux mode (see `Session::on_psh`): a frame well below the largest received
+        // means the sender interleaves this stream with another's messages, and wants few
+        // bytes in flight ahead of them; a full frame means it no longer does.
+        self.largest_psh_received = self.largest_psh_received.max(body.len());
+        let interleaved = body.len() * 2 < self.largest_psh_received;
+        let full_window = self.smux_window();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let len = body.len() as u32;
+        let mut window_changed = false;
+        // Version 2 (the only one with byte counts).
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            counts.received = counts.received.wrapping_add(len);
+            // Go's receiver never checks its windows; ours must, or one stream could hold the
+            // whole session budget. What the peer may have in flight counts from the latest
+            // consumed count we told it (it may only have heard an older one: it has less).
+            let unacknowledged = counts.received.wrapping_sub(counts.read_told);
+            if unacknowledged > limit {
+                return Err(ProtocolError(format!(
+                    "PSH on stream {id} beyond its window: {unacknowledged} bytes sent since \
+                     the latest UPD, which allows {limit}"
+                )));
+            }
+            let window = match interleaved {
+                true => INTERLEAVED_WINDOW.min(full_window),
+                false => full_window,
+            };
+            // Told at once (a smaller window only stops the sender sooner: the check above
+            // allows the largest).
+            window_changed = window != stream.window;
+            stream.window = window;
+        }
+        match stream.recv {
+            RecvState::Finished => {
+                return Err(ProtocolError(format!("PSH on stream {id} after its FIN")));
+            }
+            RecvState::Reset(_) => {}
+            RecvState::Open if !stream.handles.reader_dropped() => {
+                self.recv_buffered += body.len();
+                stream.recv_queue.push_back(body);
+                self.wake.extend(stream.read_waker.take());
+                if window_changed {
+                    self.consider_upd(id);
+                }
+                return Ok(());
+            }
+            RecvState::Open => {}
+        }
+        // Nobody will read it: count it as read, so a version-2 sender is not left waiting.
+        stream.count_read(body.len());
+        self.consider_upd(id);
+        Ok(())
+    }
+
+    /// Most bytes a version-2 peer may send on a stream beyond the consumed count we told it:
+    /// our window, or the larger window a sender assumes before our first UPD arrives.
+    fn smux_receive_limit(&self) -> u32 {
+        self.smux_window().max(INITIAL_PEER_WINDOW)
+    }
+
+    /// The window our UPDs announce: `stream_receive_buffer`, at most `i32::MAX` (a Go sender
+    /// reads the window as an i32: a larger one would stop it).
+    pub(super) fn smux_window(&self) -> u32 {
+        u32::try_from(self.config.stream_receive_buffer)
+            .unwrap_or(u32::MAX)
+            .min(i32::MAX as u32)
+    }
+
+    /// A version-2 UPD from the peer: how much of stream `id` it has read, and its window.
+    pub(super) fn on_upd(&mut self, id: u32, upd: Upd) -> Result<(), ProtocolError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // a stream we have forgotten (Go ignores these too)
+        };
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return Ok(()); // not version 2: UPD cannot have been decoded
+        };
+        stream.send_credits = send_allowance(id, counts.sent, counts.peer_consumed, upd)?;
+        counts.peer_consumed = upd.consumed;
+        self.schedule_data(id);
+        Ok(())
+    }
+
+    /// Queues a UPD for stream `id` when one is due, as Go's receiver does: at the first read
+    /// (so the sender learns our real window, not its 256 KiB guess), then each time half the
+    /// window has been read since the latest.
+    pub(super) fn consider_upd(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        // Before our SYN is out the peer cannot know the stream; after its FIN it sends no more.
+        if stream.grant_scheduled
+            || stream.syn.is_some()
+            || matches!(stream.recv, RecvState::Finished)
+        {
+            return;
+        }
+        let Some(counts) = stream.bytes.as_deref() else {
+            return;
+        };
+        let unreported = counts.read.wrapping_sub(counts.read_told);
+        let due = match counts.window_told {
+            0 => unreported > 0, // the first UPD, at the first read
+            told => told != stream.window || unreported >= told / 2,
+        };
+        if !due {
+            return;
+        }
+        stream.grant_scheduled = true;
+        self.grant_queue.push_back(id);
+        self.wake_writer();
+    }
+
+    /// Encodes the UPD queued for stream `id`, unless it is no longer wanted.
+    pub(super) fn encode_upd(&mut self, id: u32, out: &mut Transmit) -> bool {
+        let protocol = self.dialect.protocol;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        stream.grant_scheduled = false;
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return false;
+        };
+        if matches!(stream.recv, RecvState::Finished) {
+            return false;
+        }
+        counts.read_told = counts.read;
+        let window = stream.window;
+        counts.window_told = window;
+        let upd = Upd {
+            consumed: counts.read,
+            window,
+        };
+        tracing::trace!(id, consumed = upd.consumed, window, "UPD sent");
+        out.encode(|b| encode_frame_as(b, protocol, Command::Upd, id, &upd.to_bytes()));
+        true
+    }
+
+    /// smux: whether unread data fills `session_receive_buffer`, so that the reader stops until
+    /// the application reads (smux's session-wide backpressure: a smux sender expects it, and
+    /// version 1 has nothing else). picomux resets streams instead (see
+    /// [`Session::enforce_receive_budget`]).
+    pub(super) fn receive_budget_full(&self) -> bool {
+        !self.dialect.is_picomux() && self.recv_buffered >= self.config.session_receive_buffer
+    }
+
+    /// smux: starts the keepalive schedule at the session's first timer run (the first NOP
+    /// one interval later), and the timeout's count, if nothing has arrived yet.
+    pub(super) fn start_keepalive(&mut self, now: Instant) {
+        let started = self.liveness.next_ping_at.is_some() || self.liveness.ping_wanted;
+        if self.dialect.pings() || started {
+            return;
+        }
+        self.liveness.last_arrival.get_or_insert(now);
+        self.liveness.next_ping_at = self
+            .liveness
+            .interval
+            .and_then(|interval| now.checked_add(interval));
+    }
+
+    /// Encodes smux's keepalive, a NOP on stream 0, and schedules the next.
+    pub(super) fn encode_keepalive(&mut self, out: &mut Transmit, now: Instant) {
+        self.liveness.ping_wanted = false;
+        self.liveness.next_ping_at = self
+            .liveness
+            .interval
+            .and_then(|interval| now.checked_add(interval));
+        tracing::trace!("NOP sent");
+        let protocol = self.dialect.protocol;
+        out.encode(|b| encode_frame_as(b, protocol, Command::Nop, 0, b""));
+        self.wake.extend(self.timer_waker.take());
+    }
+}
