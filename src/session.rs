@@ -144,6 +144,10 @@ enum SendState {
     /// The peer asked us to stop sending: what was queued (this many bytes) is discarded, and
     /// an empty FIN goes out next.
     StopQueued(usize),
+    /// smux v2: the peer's FIN came, then no UPD for `ping_timeout` while we waited on a
+    /// closed window (see [`Session::fail_stalled_writes`]): what was queued (this many
+    /// bytes) is discarded, and an empty FIN goes out next.
+    StallQueued(usize),
     /// `abort()` was called: a FIN with the reason goes out next. Boxed, as it is rare and
     /// every stream state has room for the largest variant.
     AbortQueued(Box<QueuedAbort>),
@@ -170,6 +174,9 @@ enum SendEnd {
     PeerClosed(usize),
     /// The peer stopped reading (STOP_SENDING); this many queued bytes were discarded.
     Stopped(usize),
+    /// smux v2: the peer closed the stream and granted no more window; this many queued bytes
+    /// were discarded.
+    Stalled(usize),
     /// Either side aborted the stream.
     Reset(ResetReason),
 }
@@ -365,7 +372,9 @@ impl StreamState {
                 Some(DataFrame::Psh)
             }
             SendState::FinQueued if self.send_buf.is_empty() => Some(DataFrame::Fin),
-            SendState::StopQueued(_) | SendState::AbortQueued(_) => Some(DataFrame::Fin),
+            SendState::StopQueued(_) | SendState::StallQueued(_) | SendState::AbortQueued(_) => {
+                Some(DataFrame::Fin)
+            }
             _ => None,
         }
     }
@@ -376,8 +385,14 @@ impl StreamState {
             && matches!(self.send, SendState::FinSent | SendState::Done(_))
     }
 
+    /// Whether the peer sends nothing more on this stream. In smux v2 a local abort does not
+    /// end the peer's direction: it may still write, and waits for our UPDs, until its FIN.
     fn remote_done(&self) -> bool {
-        !matches!(self.recv, RecvState::Open)
+        match self.recv {
+            RecvState::Open => false,
+            RecvState::Reset(_) => self.bytes.as_deref().is_none_or(|counts| counts.peer_fin),
+            RecvState::Finished => true,
+        }
     }
 
     fn wake_all(&mut self, wake: &mut Vec<Waker>) {
@@ -598,6 +613,9 @@ fn writable(stream: &StreamState) -> io::Result<()> {
         SendState::StopQueued(_) | SendState::Done(SendEnd::Stopped(_)) => {
             Err(peer_stopped_error(0))
         }
+        SendState::StallQueued(_) | SendState::Done(SendEnd::Stalled(_)) => {
+            Err(window_stalled_error(0))
+        }
         SendState::FinQueued | SendState::FinSent => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "stream already closed for writing",
@@ -613,10 +631,15 @@ fn sent_or_lost(send: &SendState) -> Option<io::Result<()>> {
         SendState::Open | SendState::FinQueued | SendState::FinSent => None,
         SendState::Done(SendEnd::PeerClosed(0))
         | SendState::Done(SendEnd::Stopped(0))
-        | SendState::StopQueued(0) => Some(Ok(())),
+        | SendState::StopQueued(0)
+        | SendState::Done(SendEnd::Stalled(0))
+        | SendState::StallQueued(0) => Some(Ok(())),
         SendState::Done(SendEnd::PeerClosed(lost)) => Some(Err(peer_closed_error(*lost))),
         SendState::StopQueued(lost) | SendState::Done(SendEnd::Stopped(lost)) => {
             Some(Err(peer_stopped_error(*lost)))
+        }
+        SendState::StallQueued(lost) | SendState::Done(SendEnd::Stalled(lost)) => {
+            Some(Err(window_stalled_error(*lost)))
         }
         SendState::Done(SendEnd::Reset(reason)) => Some(Err(reset_error(reason))),
         SendState::AbortQueued(abort) => Some(Err(reset_error(&abort.reason))),
@@ -633,6 +656,14 @@ fn peer_closed_error(lost: usize) -> io::Error {
 fn peer_stopped_error(lost: usize) -> io::Error {
     broken_pipe(
         "the peer stopped reading the stream (its handle was dropped)",
+        lost,
+    )
+}
+
+fn window_stalled_error(lost: usize) -> io::Error {
+    broken_pipe(
+        "the smux peer closed the stream and stopped granting window \
+         (no UPD within ping_timeout after its FIN)",
         lost,
     )
 }

@@ -159,6 +159,10 @@ impl Session {
         let n = room.min(data.len());
         stream.send_buf.push(&data[..n], &mut self.chunks);
         self.send_buffered += n;
+        if stream.stalled_after_fin() {
+            // See `Session::fail_stalled_writes`: the timer starts its clock.
+            self.wake.extend(self.timer_waker.take());
+        }
         self.schedule_data(id);
         Some(Ok(n))
     }
@@ -240,7 +244,10 @@ impl Session {
         };
         let local = ResetReason::new(local.to_owned());
         let tell_peer = match &stream.send {
-            SendState::Open | SendState::FinQueued | SendState::StopQueued(_) => true,
+            SendState::Open
+            | SendState::FinQueued
+            | SendState::StopQueued(_)
+            | SendState::StallQueued(_) => true,
             // Our direction is done, but a smolmux peer's may still be open: the abort ends it.
             SendState::FinSent | SendState::Done(SendEnd::Stopped(_)) => {
                 peer_is_smolmux && !stream.remote_done()

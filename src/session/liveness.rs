@@ -10,6 +10,7 @@ impl Session {
             self.liveness.next_ping_at,
             self.held_until,
             self.close_deadline(),
+            self.stall_deadline(),
             self.chunks.release_due(),
         ]
         .into_iter()
@@ -56,6 +57,7 @@ impl Session {
             return;
         }
         self.on_close_deadline(now);
+        self.fail_stalled_writes(now);
         if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;

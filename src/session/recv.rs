@@ -94,6 +94,9 @@ impl Session {
         };
         if let Some(why) = refuse {
             tracing::debug!(id, why, "refusing stream");
+            if self.keep_refused_smux_stream(id, why) {
+                return Ok(());
+            }
             self.refusals.push_back((id, why));
             self.wake_writer();
             return Ok(());
@@ -200,6 +203,14 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            counts.peer_fin = true;
+            if matches!(stream.recv, RecvState::Reset(_)) {
+                // The FIN that ends the discarding entry of an abort or a refusal.
+                self.maybe_remove(id);
+                return Ok(());
+            }
+        }
         let ended = match stream.recv {
             RecvState::Open => false,
             // An abort after the peer's FIN still resets our direction (and what is unread).
@@ -241,6 +252,7 @@ impl Session {
             }
         }
         stream.wake_all(&mut self.wake);
+        self.watch_stall(id);
         self.maybe_remove(id);
         Ok(())
     }

@@ -288,6 +288,10 @@ impl Session {
                         if let Some(counts) = stream.bytes.as_deref_mut() {
                             counts.sent = counts.sent.wrapping_add(len as u32);
                         }
+                        if stream.stalled_after_fin() {
+                            // See `Session::fail_stalled_writes`: the timer starts its clock.
+                            self.wake.extend(self.timer_waker.take());
+                        }
                     }
                     Flow::SessionOnly => {}
                 }
@@ -304,6 +308,10 @@ impl Session {
                     }
                     SendState::StopQueued(lost) => {
                         stream.send = SendState::Done(SendEnd::Stopped(lost));
+                        Bytes::new()
+                    }
+                    SendState::StallQueued(lost) => {
+                        stream.send = SendState::Done(SendEnd::Stalled(lost));
                         Bytes::new()
                     }
                     _ => Bytes::new(),

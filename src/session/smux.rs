@@ -20,6 +20,24 @@ pub(super) struct ByteCounts {
     read_told: u32,
     /// The window our latest UPD told (0: none sent yet).
     window_told: u32,
+    /// The peer's FIN has arrived. Tracked apart from the receive state, because after our
+    /// own abort (or refusal) the peer may still be writing: the entry stays, discarding and
+    /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
+    pub(super) peer_fin: bool,
+    /// Since when (the first timer run that saw it) our writer has waited on a closed window
+    /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
+    stalled_since: Option<Instant>,
+}
+
+impl StreamState {
+    /// Whether our writer waits on a closed version-2 window after the peer's FIN: only a UPD
+    /// can move it on, and a Go peer that closed the stream never sends one.
+    pub(super) fn stalled_after_fin(&self) -> bool {
+        self.bytes.as_deref().is_some_and(|counts| counts.peer_fin)
+            && self.send_credits == 0
+            && !self.send_buf.is_empty()
+            && matches!(self.send, SendState::Open | SendState::FinQueued)
+    }
 }
 
 /// The window, in bytes, that a version-2 stream announces while its sender interleaves it
@@ -90,6 +108,26 @@ impl Session {
         Ok(())
     }
 
+    /// Refuses stream `id` of a version-2 peer, while the session is open and the table has
+    /// room, with an entry kept until the peer's FIN: it sends our FIN, then discards what
+    /// arrives and acknowledges it with UPDs, so the opener's writes complete instead of
+    /// waiting for a window nobody grants. The entry counts against `max_streams`, so memory
+    /// stays bounded; without room the refusal is a plain FIN (and a smolmux opener's writes
+    /// end by its stall rule, see [`Session::fail_stalled_writes`]). Returns whether it did.
+    pub(super) fn keep_refused_smux_stream(&mut self, id: u32, why: &str) -> bool {
+        if self.dialect.flow() != Flow::ByteWindow
+            || !self.is_open()
+            || self.streams.len() >= self.config.max_streams
+        {
+            return false;
+        }
+        let mut stream = self.new_stream(None);
+        stream.handles = Handles::Dropped;
+        self.streams.insert(id, stream);
+        self.reset_stream(id, Some(why), why);
+        true
+    }
+
     /// Most bytes a version-2 peer may send on a stream beyond the consumed count we told it:
     /// our window, or the larger window a sender assumes before our first UPD arrives.
     fn smux_receive_limit(&self) -> u32 {
@@ -114,8 +152,82 @@ impl Session {
         };
         stream.send_credits = send_allowance(id, counts.sent, counts.peer_consumed, upd)?;
         counts.peer_consumed = upd.consumed;
+        // The peer is still granting: any stall counts afresh from here.
+        counts.stalled_since = None;
         self.schedule_data(id);
+        self.watch_stall(id);
         Ok(())
+    }
+
+    /// Stream `id` may have just begun to wait on a closed window after the peer's FIN: the
+    /// timer must run to start its clock (see [`Session::fail_stalled_writes`]).
+    pub(super) fn watch_stall(&mut self, id: u32) {
+        let unclocked = self.streams.get(&id).is_some_and(|stream| {
+            stream.stalled_after_fin()
+                && stream
+                    .bytes
+                    .as_deref()
+                    .is_some_and(|counts| counts.stalled_since.is_none())
+        });
+        if unclocked {
+            self.wake.extend(self.timer_waker.take());
+        }
+    }
+
+    /// When the earliest version-2 stream stalled after the peer's FIN is due to fail.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        if self.dialect.flow() != Flow::ByteWindow {
+            return None;
+        }
+        self.streams
+            .values()
+            .filter_map(|stream| stream.bytes.as_deref()?.stalled_since)
+            .min()
+            .and_then(|since| since.checked_add(self.liveness.timeout))
+    }
+
+    /// smux v2's answer to a peer that closed a stream and forgot it (Go smux's
+    /// `Stream.Close`): once its FIN has come and our writer has waited on a closed window
+    /// with no UPD for `ping_timeout`, the bytes queued are dropped, our FIN goes, and the
+    /// writes fail with `BrokenPipe`. A smolmux peer keeps acknowledging after its FIN (a
+    /// half-closed echo goes on), so only an application that stops reading for that long
+    /// after half-closing is cut off. Go's own writer gives up at once on the FIN, which would
+    /// break such an echo. Starts the clock of streams that just stalled, too.
+    pub(super) fn fail_stalled_writes(&mut self, now: Instant) {
+        if self.dialect.flow() != Flow::ByteWindow {
+            return;
+        }
+        let timeout = self.liveness.timeout;
+        let mut expired = Vec::new();
+        for (id, stream) in self.streams.iter_mut() {
+            let stalled = stream.stalled_after_fin();
+            let Some(counts) = stream.bytes.as_deref_mut() else {
+                continue;
+            };
+            if !stalled {
+                counts.stalled_since = None;
+                continue;
+            }
+            let since = *counts.stalled_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= timeout {
+                expired.push(*id);
+            }
+        }
+        for id in expired {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            tracing::debug!(id, "smux peer stopped granting window after its FIN");
+            let lost = stream.send_buf.len();
+            self.send_buffered -= lost;
+            stream.send_buf.clear();
+            stream.send = SendState::StallQueued(lost);
+            if let Some(counts) = stream.bytes.as_deref_mut() {
+                counts.stalled_since = None;
+            }
+            self.wake.extend(stream.write_waker.take());
+            self.schedule_data(id);
+        }
     }
 
     /// Queues a UPD for stream `id` when one is due, as Go's receiver does: at the first read

@@ -455,3 +455,135 @@ fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0].1.window, full);
 }
+
+/// Plays a Go smux v2 sender writing `total` bytes on stream `id`: it keeps to the window
+/// (262,144 bytes until the first UPD, then the latest UPD's consumed + window) and reads
+/// our UPDs as they come. Returns the bytes it could send.
+fn peer_writes_within_the_window(h: &mut Smux, id: u32, total: usize) -> usize {
+    let (mut sent, mut consumed, mut window) = (0usize, 0u32, INITIAL_PEER_WINDOW);
+    loop {
+        let allowed = (consumed as usize + window as usize).saturating_sub(sent);
+        let len = allowed.min(total - sent).min(MAX_BODY);
+        if len == 0 {
+            for (upd_id, upd) in Smux::upds(&h.transmit()) {
+                if upd_id == id && upd.consumed as usize + upd.window as usize > sent {
+                    (consumed, window) = (upd.consumed, upd.window);
+                }
+            }
+            let allowed = (consumed as usize + window as usize).saturating_sub(sent);
+            if sent == total || allowed == 0 {
+                return sent;
+            }
+            continue;
+        }
+        h.recv(Command::Psh, id, &vec![7; len]).unwrap();
+        sent += len;
+    }
+}
+
+#[test]
+fn v2_after_abort_and_drop_the_peer_may_write_on_until_its_fin() {
+    let window = Config::MIN_STREAM_RECEIVE_BUFFER;
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(window),
+    );
+    h.recv(Command::Syn, 1, b"").unwrap();
+    let (id, _) = h.s.app_accept().unwrap().unwrap();
+    h.s.app_abort(id, "no");
+    h.s.app_drop(id, h.now);
+    assert!(h.transmit().contains(&(Command::Fin, 1, Bytes::new())));
+    // The entry stays, discarding and acknowledging, so the peer's writer never waits.
+    assert_eq!(
+        peer_writes_within_the_window(&mut h, 1, 4 * window),
+        4 * window
+    );
+    assert_eq!(h.s.stats().open_streams, 1);
+    assert_eq!(h.s.stats().recv_buffered_bytes, 0);
+    h.recv(Command::Fin, 1, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 0, "forgotten at the peer's FIN");
+}
+
+#[test]
+fn v2_a_refused_stream_is_acknowledged_until_its_fin_within_max_streams() {
+    let window = Config::MIN_STREAM_RECEIVE_BUFFER;
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(window)
+            .accept_backlog(1)
+            .max_streams(3),
+    );
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.recv(Command::Syn, 3, b"").unwrap(); // backlog full: refused
+    assert!(h.transmit().contains(&(Command::Fin, 3, Bytes::new())));
+    assert_eq!(
+        peer_writes_within_the_window(&mut h, 3, 4 * window),
+        4 * window
+    );
+    assert_eq!(h.s.stats().open_streams, 2, "the refused entry counts");
+    assert_eq!(h.s.stats().pending_accept, 1);
+    // A full table refuses without an entry: memory stays within max_streams.
+    h.recv(Command::Syn, 5, b"").unwrap();
+    h.recv(Command::Syn, 7, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 3);
+    h.recv(Command::Fin, 3, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 2, "forgotten at the peer's FIN");
+    assert_eq!(h.s.app_accept().unwrap().unwrap().0, 1);
+}
+
+#[test]
+fn v2_writes_fail_when_the_peer_fins_and_grants_no_window_for_ping_timeout() {
+    let timeout = Duration::from_secs(5);
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Client)
+            .ping_timeout(timeout)
+            .ping_interval(None),
+    );
+    let id = h.open();
+    let data = vec![1; 300_000];
+    let mut written = 0;
+    while written < data.len() {
+        written += h.write(id, &data[written..]);
+        Smux::psh_bytes(&h.transmit(), id);
+    }
+    assert_eq!(
+        h.s.stats().send_buffered_bytes,
+        300_000 - INITIAL_PEER_WINDOW as usize
+    );
+    // A smolmux peer half-closes and keeps acknowledging: the clock starts afresh at each UPD.
+    h.recv(Command::Fin, id, b"").unwrap();
+    h.s.on_timeout(h.now);
+    assert_eq!(
+        h.s.stall_deadline(),
+        Some(h.now + timeout),
+        "the timer knows"
+    );
+    h.now += timeout / 2;
+    h.upd(id, 1000, INITIAL_PEER_WINDOW).unwrap();
+    assert_eq!(Smux::psh_bytes(&h.transmit(), id), 1000);
+    h.s.on_timeout(h.now);
+    h.now += timeout - Duration::from_millis(1);
+    h.s.on_timeout(h.now);
+    let waker = Waker::noop();
+    assert!(
+        h.s.app_flush(id, waker).is_none(),
+        "still waiting for the window"
+    );
+    // A Go peer forgets the stream at its Close: no UPD for ping_timeout fails the writes.
+    h.now += Duration::from_millis(1);
+    h.s.on_timeout(h.now);
+    let err = h.s.app_flush(id, waker).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert!(err.to_string().contains("stopped granting window"), "{err}");
+    let err = h.s.app_write(id, b"more", waker).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    assert_eq!(h.transmit(), [(Command::Fin, id, Bytes::new())]);
+    assert!(h.s.end().is_none(), "the session goes on");
+}
