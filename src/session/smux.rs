@@ -24,6 +24,8 @@ pub(super) struct ByteCounts {
     /// own abort (or refusal) the peer may still be writing: the entry stays, discarding and
     /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
     pub(super) peer_fin: bool,
+    /// The latest PSH received was well below full size (see [`Session::on_smux_psh`]).
+    previous_psh_small: bool,
     /// Since when (the first timer run that saw it) our writer has waited on a closed window
     /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
     stalled_since: Option<Instant>,
@@ -53,11 +55,15 @@ impl Session {
             return Ok(()); // Go skips empty PSH frames too
         }
         let limit = self.smux_receive_limit();
-        // As in picomux mode (see `Session::on_psh`): a frame well below the largest received
-        // means the sender interleaves this stream with another's messages, and wants few
-        // bytes in flight ahead of them; a full frame means it no longer does.
+        // As in picomux mode (see `Session::on_psh`): frames well below the largest received
+        // mean the sender interleaves this stream with another's messages, and wants few
+        // bytes in flight ahead of them; a full frame means it no longer does. It takes two
+        // small frames in a row: a bulk sender's frame that only fills what is left of the
+        // window, or a write's short tail, comes alone between full ones, and shrinking the
+        // window for it would cut a window-limited bulk stream to the interleaving window at
+        // every stall.
         self.largest_psh_received = self.largest_psh_received.max(body.len());
-        let interleaved = body.len() * 2 < self.largest_psh_received;
+        let small = body.len() * 2 < self.largest_psh_received;
         let full_window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
@@ -77,10 +83,12 @@ impl Session {
                      the latest UPD, which allows {limit}"
                 )));
             }
-            let window = match interleaved {
-                true => INTERLEAVED_WINDOW.min(full_window),
-                false => full_window,
+            let window = match (small, counts.previous_psh_small) {
+                (true, true) => INTERLEAVED_WINDOW.min(full_window),
+                (true, false) => stream.window,
+                (false, _) => full_window,
             };
+            counts.previous_psh_small = small;
             // Told at once (a smaller window only stops the sender sooner: the check above
             // allows the largest).
             window_changed = window != stream.window;

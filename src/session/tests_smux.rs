@@ -437,14 +437,15 @@ fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
     h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
     h.read(2, 100).unwrap().unwrap();
     assert_eq!(Smux::upds(&h.transmit())[0].1.window, full);
-    // A quarter frame: the sender is interleaving with messages; the smaller window is told
-    // at once, before any more is read.
+    // Quarter frames: the sender is interleaving with messages; the smaller window is told
+    // at once, at the second, before any more is read.
+    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
+    assert_eq!(h.transmit(), [], "one small frame may be a write's tail");
     h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
     let told = Smux::upds(&h.transmit());
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0].1.window, 163_830);
     // Its reads are reported every half of the smaller window (81,915 bytes).
-    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
     h.read(2, 81_900).unwrap().unwrap();
     assert_eq!(h.transmit(), []);
     h.read(2, 15).unwrap().unwrap();
@@ -454,6 +455,33 @@ fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
     let told = Smux::upds(&h.transmit());
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0].1.window, full);
+}
+
+#[test]
+fn v2_a_bulk_sender_filling_what_is_left_of_its_window_keeps_the_whole_window() {
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let full = h.s.smux_window();
+    h.recv(Command::Syn, 2, b"").unwrap();
+    // Full frames up to 1,000 bytes short of the initial 262,144-byte window, then the
+    // 1,000 the window still allows: the sender stalls there until our UPD.
+    for _ in 0..4 {
+        h.recv(Command::Psh, 2, &[1; 65_286]).unwrap();
+    }
+    h.recv(Command::Psh, 2, &[1; 1_000]).unwrap();
+    h.read(2, 262_144).unwrap().unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        told[0].1.window, full,
+        "a stalled bulk stream keeps its whole window"
+    );
+    // Full frames again, and the same again at the next stall.
+    h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
+    h.recv(Command::Psh, 2, &[1; 9]).unwrap();
+    h.read(2, 65_544).unwrap().unwrap();
+    assert!(Smux::upds(&h.transmit())
+        .iter()
+        .all(|(_, upd)| upd.window == full));
 }
 
 /// Plays a Go smux v2 sender writing `total` bytes on stream `id`: it keeps to the window
