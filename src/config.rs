@@ -105,7 +105,11 @@ pub struct Config {
     ///
     /// In smux: how long the session waits with nothing at all arriving from the peer (Go's
     /// `KeepAliveTimeout`) before it ends with [`io::ErrorKind::TimedOut`]. Also used only when
-    /// `ping_interval` is set.
+    /// `ping_interval` is set. It must exceed the peer's keepalive interval (Go's
+    /// `KeepAliveInterval`, 10 s by default), or an idle session ends; against a peer that
+    /// sends no keepalive at all, set `ping_interval` to `None`. In smux version 2 it is also
+    /// how long a writer waits on a closed window, after the peer's FIN, for a UPD that would
+    /// reopen it before its writes fail with [`io::ErrorKind::BrokenPipe`].
     pub ping_timeout: Duration,
     /// How long a graceful end may take: from [`Mux::close`](crate::Mux::close), or from the
     /// moment every `Mux` and `Stream` handle is gone, until every stream has finished both

@@ -235,8 +235,8 @@ struct StreamState {
     /// Received data not yet read, front first (a frame the application has begun reading is
     /// advanced past what it read).
     recv_queue: Fifo<Bytes>,
-    /// What the peer may still send us on this stream: PSH frames (picomux credits) or bytes
-    /// (smux v2); unused in smux v1.
+    /// picomux: the PSH frames the peer may still send us on this stream (its credits). Unused
+    /// in smux, whose version 2 checks what arrives against its byte counts instead.
     peer_credits: u32,
     /// picomux: the target of `peer_credits + recv_queue.len()`, the receive window in frames.
     /// It starts as the stream's whole receive buffer and grows beyond it while the

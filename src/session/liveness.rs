@@ -29,8 +29,9 @@ impl Session {
         since.checked_add(self.liveness.timeout)
     }
 
-    /// Fires timers due at `now`: a PING timed out, the next PING is due, or the spent chunks
-    /// may be idle.
+    /// Fires timers due at `now`: a PING timed out or the next is due (in smux: nothing has
+    /// arrived for `ping_timeout`, or the next keepalive NOP is due), a smux v2 writer stalled
+    /// after the peer's FIN gives up, or the spent chunks may be idle.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         if self.end().is_some() {
             // Handles may keep an ended session for long.

@@ -13,8 +13,11 @@ impl Session {
     ) -> Result<(), ProtocolError> {
         let id = header.stream_id;
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
-        // Any frame shows the peer alive (smux's keepalive timeout counts from it).
-        self.liveness.last_arrival = Some(now);
+        // Any frame shows the peer alive: smux's keepalive timeout counts from it (picomux's
+        // counts from the PING it sent).
+        if !self.dialect.pings() {
+            self.liveness.last_arrival = Some(now);
+        }
         if self.farewell.bye_received {
             return Err(ProtocolError(format!(
                 "{:?} frame after the peer's BYE",
@@ -25,7 +28,14 @@ impl Session {
             Command::Syn => self.on_syn(id, &body),
             Command::Psh if self.dialect.is_picomux() => self.on_psh(id, body),
             Command::Psh => self.on_smux_psh(id, body),
-            Command::Upd => self.on_upd(id, Upd::decode(&body)),
+            Command::Upd => match Upd::decode(&body) {
+                Some(upd) => self.on_upd(id, upd),
+                // The decoder checks the length; a UPD body is never anything else.
+                None => Err(ProtocolError(format!(
+                    "UPD on stream {id} of {} bytes",
+                    body.len()
+                ))),
+            },
             Command::Fin => self.on_fin(id, &body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
@@ -337,8 +347,10 @@ impl Session {
     }
 
     /// Whether the driver should stop reading the connection for now, because the writer must
-    /// catch up (refusals). Registers `waker` to be woken when reading may resume. (A full
-    /// receive budget never stops the reader: see [`Session::enforce_receive_budget`].)
+    /// catch up (refusals), or, in smux, because unread data fills the receive budget (see
+    /// [`Session::receive_budget_full`]). Registers `waker` to be woken when reading may
+    /// resume. (In picomux a full budget never stops the reader: see
+    /// [`Session::enforce_receive_budget`].)
     pub(crate) fn reader_must_wait(&mut self, waker: &Waker) -> bool {
         let full = self.reader_paused();
         if full && self.end().is_none() {

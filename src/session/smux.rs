@@ -31,6 +31,22 @@ pub(super) struct ByteCounts {
     stalled_since: Option<Instant>,
 }
 
+impl ByteCounts {
+    /// The bytes of the session's receive budget the stream may still take: what it holds
+    /// unread plus what the peer may still send, as our latest UPD allowed (or the window the
+    /// peer assumes before any).
+    fn committed(&self) -> u32 {
+        if self.peer_fin {
+            return self.received.wrapping_sub(self.read);
+        }
+        let window = match self.window_told {
+            0 => INITIAL_PEER_WINDOW,
+            told => told,
+        };
+        window.saturating_sub(self.read.wrapping_sub(self.read_told))
+    }
+}
+
 impl StreamState {
     /// Whether our writer waits on a closed version-2 window after the peer's FIN: only a UPD
     /// can move it on, and a Go peer that closed the stream never sends one.
@@ -150,6 +166,35 @@ impl Session {
             .min(i32::MAX as u32)
     }
 
+    /// The window a version-2 stream's UPD may tell now: its chosen `window` (see
+    /// [`Session::on_smux_psh`]), within an even share of half of `session_receive_buffer`
+    /// among the open streams and within what the other streams' windows leave of that half,
+    /// but never below the 262,144 bytes a sender assumes before any UPD anyway. Windows of
+    /// readers that stall thus cannot fill the budget that stops the reader (smux's
+    /// backpressure, which stops every stream) unless the floors do it: at the defaults, some
+    /// 128 streams at 256 KiB each for the other half.
+    fn smux_window_limit(&self, id: u32, window: u32) -> u32 {
+        let floor = INITIAL_PEER_WINDOW;
+        let half = self.config.session_receive_buffer / 2;
+        let share = half / self.streams.len().max(1);
+        if share <= floor as usize {
+            // No window may pass the floor: no need to add up the others (this also bounds the
+            // sum below to 128 streams at the defaults).
+            return floor.min(window);
+        }
+        let others: usize = self
+            .streams
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .filter_map(|(_, stream)| Some(stream.bytes.as_deref()?.committed() as usize))
+            .sum();
+        let allowed = share.min(half.saturating_sub(others));
+        u32::try_from(allowed)
+            .unwrap_or(u32::MAX)
+            .max(floor)
+            .min(window)
+    }
+
     /// A version-2 UPD from the peer: how much of stream `id` it has read, and its window.
     pub(super) fn on_upd(&mut self, id: u32, upd: Upd) -> Result<(), ProtocolError> {
         let Some(stream) = self.streams.get_mut(&id) else {
@@ -258,7 +303,14 @@ impl Session {
         let unreported = counts.read.wrapping_sub(counts.read_told);
         let due = match counts.window_told {
             0 => unreported > 0, // the first UPD, at the first read
-            told => told != stream.window || unreported >= told / 2,
+            // A change of the chosen window is told at once (see `Session::on_smux_psh`);
+            // what the budget allows (at least the 262,144-byte floor, more than the
+            // interleaving window) moves with the half-window UPDs.
+            told => {
+                told > stream.window
+                    || (told < INITIAL_PEER_WINDOW && stream.window > told)
+                    || unreported >= told / 2
+            }
         };
         if !due {
             return;
@@ -275,14 +327,19 @@ impl Session {
             return false;
         };
         stream.grant_scheduled = false;
-        let Some(counts) = stream.bytes.as_deref_mut() else {
-            return false;
-        };
-        if matches!(stream.recv, RecvState::Finished) {
+        if stream.bytes.is_none() || matches!(stream.recv, RecvState::Finished) {
             return false;
         }
+        let chosen = stream.window;
+        let window = self.smux_window_limit(id, chosen);
+        let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        else {
+            return false;
+        };
         counts.read_told = counts.read;
-        let window = stream.window;
         counts.window_told = window;
         let upd = Upd {
             consumed: counts.read,

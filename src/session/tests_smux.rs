@@ -104,7 +104,7 @@ impl Smux {
         frames
             .iter()
             .filter(|f| f.0 == Command::Upd)
-            .map(|f| (f.1, Upd::decode(&f.2)))
+            .map(|f| (f.1, Upd::decode(&f.2).expect("an 8-byte UPD")))
             .collect()
     }
 }
@@ -482,6 +482,45 @@ fn v2_a_bulk_sender_filling_what_is_left_of_its_window_keeps_the_whole_window() 
     assert!(Smux::upds(&h.transmit())
         .iter()
         .all(|(_, upd)| upd.window == full));
+}
+
+#[test]
+fn v2_twenty_stalled_readers_leave_the_session_reading() {
+    // Each stream is read once (its first UPD tells the window), then never again, while the
+    // peer fills the window it was told. At 4 MiB each, 16 of them would fill the 64 MiB
+    // session budget and stop the reader, and every other stream with it.
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let mut held = 0;
+    for id in (2..=40).step_by(2) {
+        h.recv(Command::Syn, id, b"").unwrap();
+        h.recv(Command::Psh, id, b"x").unwrap();
+        h.read(id, 1).unwrap().unwrap();
+        let told = Smux::upds(&h.transmit());
+        assert_eq!(told.len(), 1, "stream {id}: {told:?}");
+        let window = told[0].1.window as usize;
+        assert!(
+            window >= INITIAL_PEER_WINDOW as usize,
+            "stream {id}: {window}"
+        );
+        for len in chunks(window, MAX_BODY) {
+            h.recv(Command::Psh, id, &vec![7; len]).unwrap();
+        }
+        held += window;
+        assert!(
+            !h.s.reader_paused(),
+            "stream {id}: reader paused at {held} bytes"
+        );
+    }
+    assert!(held <= Config::default().session_receive_buffer, "{held}");
+    // A 21st stream still gets through.
+    h.recv(Command::Syn, 42, b"").unwrap();
+    h.recv(Command::Psh, 42, b"hello").unwrap();
+    assert_eq!(h.read(42, 5).unwrap().unwrap(), b"hello");
+}
+
+/// `total` split into pieces of at most `max`.
+fn chunks(total: usize, max: usize) -> impl Iterator<Item = usize> {
+    (0..total.div_ceil(max)).map(move |i| max.min(total - i * max))
 }
 
 /// Plays a Go smux v2 sender writing `total` bytes on stream `id`: it keeps to the window
