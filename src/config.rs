@@ -113,7 +113,11 @@ pub struct Config {
     ///
     /// In smux: how long the session waits with nothing at all arriving from the peer (Go's
     /// `KeepAliveTimeout`) before it ends with [`io::ErrorKind::TimedOut`]. Also used only when
-    /// `ping_interval` is set.
+    /// `ping_interval` is set. It must exceed the peer's keepalive interval (Go's
+    /// `KeepAliveInterval`, 10 s by default), or an idle session ends; against a peer that
+    /// sends no keepalive at all, set `ping_interval` to `None`. In smux version 2 it is also
+    /// how long a writer waits on a closed window, after the peer's FIN, for a UPD that would
+    /// reopen it before its writes fail with [`io::ErrorKind::BrokenPipe`].
     pub ping_timeout: Duration,
     /// How long a graceful end may take: from [`Mux::close`](crate::Mux::close), or from the
     /// moment every `Mux` and `Stream` handle is gone, until every stream has finished both
@@ -122,16 +126,22 @@ pub struct Config {
     /// the clock (such as `Duration::MAX`) means never. Default: 30 s.
     pub close_timeout: Duration,
     /// Most bytes one stream may hold received but not yet read by the application, counting the
-    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes). A
-    /// stream's receive window is this limit, so one stream can fill a fast path at once, except
-    /// while its sender interleaves it with other streams' messages, when it is the protocol's
-    /// initial 10 frames. Beyond those 10 frames, all windows
+    /// credits the peer still holds at 65,535 bytes each (credits count frames, not bytes),
+    /// unless its window grew (below). A
+    /// stream's receive window starts at this limit, so one stream can fill a fast path at once,
+    /// except while its sender interleaves it with other streams' messages, when it is the
+    /// protocol's initial 10 frames. On paths of a millisecond or more the window grows past it
+    /// while the application keeps reading (and shrinks back to it when reading slows), within
+    /// the stream's share of `session_receive_buffer`. Beyond those 10 frames, all windows
     /// together hold at most half of `session_receive_buffer`, shared out evenly among the open
-    /// streams, so that readers which stall with full windows do not fill it. It must be at least
-    /// 655,350 bytes, since the protocol gives every new stream 10 credits. Default: 4 MiB.
+    /// streams that want more, so that readers which stall with full windows do not fill it.
+    /// It must be at least 655,350 bytes, since the protocol gives every new stream 10 credits.
+    /// Default: 4 MiB.
     ///
     /// In smux version 2 it is the window, in bytes, that our UPD frames announce (at most
-    /// 2^31 - 1); version 1 has no per-stream window (see `session_receive_buffer`).
+    /// 2^31 - 1), except while the sender interleaves the stream with messages, when it is
+    /// 163,830 bytes (at most this); version 1 has no per-stream window (see
+    /// `session_receive_buffer`).
     pub stream_receive_buffer: usize,
     /// Most bytes all streams together may hold received and not yet read, so memory stays
     /// bounded even against a peer that opens many streams and fills each one's initial window.

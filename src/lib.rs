@@ -160,6 +160,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod congestion;
 mod driver;
 mod fifo;
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 //! shares it.)
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,13 +17,22 @@ const MIN_CHUNK: usize = 4 << 10;
 const MAX_CHUNK: usize = 64 << 10;
 /// Spent chunks a session keeps for reuse.
 const POOLED_CHUNKS: usize = 16;
+/// How often a pool that keeps chunks looks whether one came back since its previous look; if
+/// none did, it frees them all (so between one and two of these after the last data sent).
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 /// A session's spent chunks, reused once every frame taken from them has been written: a bulk
 /// stream would otherwise allocate and free a chunk per chunk written, and the allocator handing
-/// those pages back to the kernel costs page faults on the next allocation.
+/// those pages back to the kernel costs page faults on the next allocation. Once no chunk has
+/// come back for a while, the session sends no data and the pool frees them (on the session's
+/// timer: see [`ChunkPool::release_due`]).
 #[derive(Default)]
 pub(crate) struct ChunkPool {
     spent: VecDeque<BytesMut>,
+    /// Chunks given back so far: the session sends no data while this stays put.
+    given_back: u64,
+    /// While chunks are kept: when to look next, and `given_back` at the previous look.
+    check: Option<(Instant, u64)>,
 }
 
 impl ChunkPool {
@@ -40,6 +50,7 @@ impl ChunkPool {
 
     /// Keeps an emptied chunk, dropping the oldest kept one beyond [`POOLED_CHUNKS`].
     fn give_back(&mut self, chunk: BytesMut) {
+        self.given_back += 1;
         self.spent.push_back(chunk);
         if self.spent.len() > POOLED_CHUNKS {
             self.spent.pop_front();
@@ -51,9 +62,42 @@ impl ChunkPool {
         self.spent.len()
     }
 
+    /// Starts looking for idleness if chunks are kept and nothing looks yet; whether it did
+    /// (the session's timer must then learn [`ChunkPool::release_due`]).
+    pub(crate) fn arm(&mut self, now: Instant) -> bool {
+        if self.spent.is_empty() || self.check.is_some() {
+            return false;
+        }
+        self.check = Some((now + IDLE_CHECK, self.given_back));
+        true
+    }
+
+    /// When the pool looks next whether it can free its chunks, if it keeps any.
+    pub(crate) fn release_due(&self) -> Option<Instant> {
+        self.check.map(|(at, _)| at)
+    }
+
+    /// Looks, if it is time at `now`: frees every kept chunk if none came back since the
+    /// previous look, and looks again later otherwise.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        let Some((at, seen)) = self.check else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        if self.given_back == seen {
+            self.clear();
+        } else {
+            self.check = None;
+            self.arm(now);
+        }
+    }
+
     /// Frees every kept chunk.
     pub(crate) fn clear(&mut self) {
-        self.spent.clear();
+        self.spent = VecDeque::new();
+        self.check = None;
     }
 }
 
@@ -185,5 +229,32 @@ mod tests {
             buf.take(MAX_CHUNK, &mut pool, |b| frames.push(b));
         }
         assert_eq!(pool.len(), POOLED_CHUNKS, "the pool is bounded");
+    }
+
+    #[test]
+    fn a_pool_frees_its_chunks_once_none_came_back_between_two_looks() {
+        let mut buf = SendBuffer::default();
+        let mut pool = ChunkPool::default();
+        let start = Instant::now();
+        assert!(!pool.arm(start), "an empty pool has nothing to free");
+        let mut send = |pool: &mut ChunkPool| {
+            buf.push(&[1; MAX_CHUNK], pool);
+            buf.take(MAX_CHUNK, pool, drop);
+        };
+        send(&mut pool);
+        assert!(pool.arm(start));
+        assert!(!pool.arm(start), "armed twice");
+        assert_eq!(pool.release_due(), Some(start + IDLE_CHECK));
+        pool.on_timeout(start + IDLE_CHECK / 2);
+        assert_eq!(pool.len(), 1, "freed before the look");
+        // Data went out since the arming: the pool looks again.
+        send(&mut pool);
+        let first_look = start + IDLE_CHECK;
+        pool.on_timeout(first_look);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.release_due(), Some(first_look + IDLE_CHECK));
+        // Nothing since: freed, and no more looks.
+        pool.on_timeout(first_look + IDLE_CHECK);
+        assert_eq!((pool.len(), pool.release_due()), (0, None));
     }
 }

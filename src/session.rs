@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 
 use crate::config::{Config, Protocol};
+use crate::congestion::Pacer;
 use crate::fifo::Fifo;
 use crate::frame::{
     encode_frame, encode_frame_as, Command, Header, PingInfo, ProtocolError, Signal, Upd,
@@ -59,10 +60,12 @@ mod liveness;
 mod recv;
 mod send;
 mod smux;
+mod window;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
+use smux::ByteCounts;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -83,16 +86,25 @@ const CROWDED_SEND_BUFFERS: usize = 4;
 /// none waits for another's buffer to drain, even one whose peer has stopped reading.
 const CROWDED_SEND_BUFFER: usize = 64 << 10;
 
-/// While streams exchange small messages, bulk streams send frames of at most
+/// While streams exchange small messages over a path too short to pace (see
+/// [`crate::congestion::MIN_PACED_RTT`]), bulk streams send frames of at most
 /// `max_frame_body / INTERLEAVED_FRAME_DIVISOR` bytes: the protocol lets a stream keep at least 10
 /// frames in flight, and a message sent by another stream waits behind all of them (640 KiB of
-/// 64 KiB frames). A PSH that empties its stream's buffer and is smaller than this fraction of
+/// 64 KiB frames). On such a path 10 small frames are still more than the bandwidth × delay
+/// product; on a longer one they would starve the bulk, which is paced there instead.
+/// A PSH that empties its stream's buffer and is smaller than this fraction of
 /// `max_frame_body` counts as a message, unless it is the tail of a burst (the stream's previous
 /// PSH left bytes queued): else a bulk stream's own tails would hide the other streams' messages.
 const INTERLEAVED_FRAME_DIVISOR: usize = 4;
 
-/// How many PSH frames after another stream's last message bulk streams keep their frames small.
+/// How many PSH frames after another stream's last message bulk streams keep their frames small
+/// (or are paced): at least this many, and on a paced path at least
+/// [`MESSAGE_MEMORY_ROUND_TRIPS`] round trips of them, so that messages a round trip apart count
+/// as one conversation (see [`Session::message_memory`]).
 const MESSAGE_MEMORY: u64 = 128;
+
+/// See [`MESSAGE_MEMORY`].
+const MESSAGE_MEMORY_ROUND_TRIPS: u64 = 4;
 
 /// While both messages and our own bulk frames flow, a PING is kept in flight: its round trip
 /// measures the queue the bulk frames build ahead of the messages. Once it has been out longer
@@ -132,6 +144,10 @@ enum SendState {
     /// The peer asked us to stop sending: what was queued (this many bytes) is discarded, and
     /// an empty FIN goes out next.
     StopQueued(usize),
+    /// smux v2: the peer's FIN came, then no UPD for `ping_timeout` while we waited on a
+    /// closed window (see [`Session::fail_stalled_writes`]): what was queued (this many
+    /// bytes) is discarded, and an empty FIN goes out next.
+    StallQueued(usize),
     /// `abort()` was called: a FIN with the reason goes out next. Boxed, as it is rare and
     /// every stream state has room for the largest variant.
     AbortQueued(Box<QueuedAbort>),
@@ -158,6 +174,9 @@ enum SendEnd {
     PeerClosed(usize),
     /// The peer stopped reading (STOP_SENDING); this many queued bytes were discarded.
     Stopped(usize),
+    /// smux v2: the peer closed the stream and granted no more window; this many queued bytes
+    /// were discarded.
+    Stalled(usize),
     /// Either side aborted the stream.
     Reset(ResetReason),
 }
@@ -209,21 +228,34 @@ struct StreamState {
     /// What the peer lets us send: PSH frames (picomux credits) or bytes (smux v2); unbounded
     /// in smux v1.
     send_credits: u32,
-    /// smux v2's byte counts (see [`ByteCounts`]).
-    bytes: ByteCounts,
+    /// smux v2's byte counts (see [`ByteCounts`]); `None` in the other dialects. Boxed: it
+    /// would take picomux's stream state past its 128-byte allocation class.
+    bytes: Option<Box<ByteCounts>>,
     recv: RecvState,
     /// Received data not yet read, front first (a frame the application has begun reading is
     /// advanced past what it read).
     recv_queue: Fifo<Bytes>,
-    /// What the peer may still send us on this stream: PSH frames (picomux credits) or bytes
-    /// (smux v2); unused in smux v1.
+    /// picomux: the PSH frames the peer may still send us on this stream (its credits). Unused
+    /// in smux, whose version 2 checks what arrives against its byte counts instead.
     peer_credits: u32,
     /// picomux: the target of `peer_credits + recv_queue.len()`, the receive window in frames.
-    /// It is the stream's whole receive buffer, except while the peer interleaves this stream
-    /// with other streams' messages, when it is the initial 10 frames (see
-    /// [`Session::on_psh`]). smux v2: the window in bytes our latest UPD told (0 before the
-    /// first).
+    /// It starts as the stream's whole receive buffer and grows beyond it while the
+    /// application keeps up with a long fat path (see [`Session::tune_window`]), except while
+    /// the peer interleaves this stream with other streams' messages, when it is the initial 10
+    /// frames (see [`Session::on_psh`]). smux v2: the window in bytes our next UPD tells,
+    /// chosen as the stream's receive buffer or the interleaving window (see
+    /// [`Session::on_smux_psh`]).
     window: u32,
+    /// When our latest MORE on this stream was encoded, in milliseconds of the session's
+    /// clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
+    /// consumed. Two bytes, not an `Instant`'s sixteen, keep the state within 128 bytes (see
+    /// `stream_state_stays_within_128_bytes`); a MORE a multiple of 65.5 s after the previous
+    /// one may pass for a fast one, which at worst doubles the window once, within its limit.
+    granted_at: u16,
+    /// The received PSH bodies' average length in units of 256 bytes (a moving average), for
+    /// the tuner to count a grown window in bytes, not frames (see
+    /// [`Session::window_in_frames`]).
+    frame_len: u8,
     /// In `grant_queue`, waiting for a MORE (picomux) or a UPD (smux v2).
     grant_scheduled: bool,
     /// In `data_queue`, waiting for a SYN, PSH or FIN to be encoded.
@@ -243,27 +275,12 @@ struct StreamState {
     write_waker: Option<Waker>,
 }
 
-/// smux v2's cumulative byte counts of one stream, all mod 2^32 as on the wire.
-#[derive(Debug, Default)]
-struct ByteCounts {
-    /// PSH bytes we sent.
-    sent: u32,
-    /// PSH bytes received (discarded ones too).
-    received: u32,
-    /// The peer's consumed count in its latest UPD.
-    peer_consumed: u32,
-    /// Bytes the application read (and bytes discarded unread, as if read).
-    read: u32,
-    /// `read` as our latest UPD told it.
-    read_told: u32,
-}
-
 impl StreamState {
     fn new(syn: Option<Box<Bytes>>, flow: Flow, window: u32, last_read: u32) -> Self {
         // What each side may send before hearing from the other, in the dialect's unit.
         let (credits, window) = match flow {
             Flow::FrameCredits => (INITIAL_CREDITS, window),
-            Flow::ByteWindow => (INITIAL_PEER_WINDOW, 0),
+            Flow::ByteWindow => (INITIAL_PEER_WINDOW, window),
             Flow::SessionOnly => (u32::MAX, 0),
         };
         StreamState {
@@ -271,11 +288,13 @@ impl StreamState {
             send: SendState::Open,
             send_buf: SendBuffer::default(),
             send_credits: credits,
-            bytes: ByteCounts::default(),
+            bytes: (flow == Flow::ByteWindow).then(Box::default),
             recv: RecvState::Open,
             recv_queue: Fifo::default(),
             peer_credits: credits,
             window,
+            granted_at: 0,
+            frame_len: (MAX_BODY >> 8) as u8,
             grant_scheduled: false,
             data_scheduled: false,
             handles: Handles::Held,
@@ -284,6 +303,13 @@ impl StreamState {
             mid_burst: false,
             read_waker: None,
             write_waker: None,
+        }
+    }
+
+    /// Counts `n` bytes as read by the application, for smux v2's UPD.
+    fn count_read(&mut self, n: usize) {
+        if let Some(counts) = self.bytes.as_deref_mut() {
+            counts.read = counts.read.wrapping_add(n as u32);
         }
     }
 
@@ -299,7 +325,7 @@ impl StreamState {
         while let Some(unread) = self.recv_queue.pop_front() {
             bytes += unread.len();
         }
-        self.bytes.read = self.bytes.read.wrapping_add(bytes as u32);
+        self.count_read(bytes);
         bytes
     }
 
@@ -325,10 +351,10 @@ impl StreamState {
             .saturating_sub(self.committed_frames())
     }
 
-    /// Whether half the window, at most `limit`, is free: time for a MORE.
-    fn grant_due(&self, limit: u32) -> bool {
+    /// Whether `1 / batch` of the window, at most `limit`, is free: time for a MORE.
+    fn grant_due(&self, limit: u32, batch: u32) -> bool {
         let free = self.free_window(limit);
-        free > 0 && free >= self.window.min(limit) / 2
+        free > 0 && free >= self.window.min(limit) / batch
     }
 
     /// The next frame this stream wants to send, if it can send one now.
@@ -346,7 +372,9 @@ impl StreamState {
                 Some(DataFrame::Psh)
             }
             SendState::FinQueued if self.send_buf.is_empty() => Some(DataFrame::Fin),
-            SendState::StopQueued(_) | SendState::AbortQueued(_) => Some(DataFrame::Fin),
+            SendState::StopQueued(_) | SendState::StallQueued(_) | SendState::AbortQueued(_) => {
+                Some(DataFrame::Fin)
+            }
             _ => None,
         }
     }
@@ -357,8 +385,14 @@ impl StreamState {
             && matches!(self.send, SendState::FinSent | SendState::Done(_))
     }
 
+    /// Whether the peer sends nothing more on this stream. In smux v2 a local abort does not
+    /// end the peer's direction: it may still write, and waits for our UPDs, until its FIN.
     fn remote_done(&self) -> bool {
-        !matches!(self.recv, RecvState::Open)
+        match self.recv {
+            RecvState::Open => false,
+            RecvState::Reset(_) => self.bytes.as_deref().is_none_or(|counts| counts.peer_fin),
+            RecvState::Finished => true,
+        }
     }
 
     fn wake_all(&mut self, wake: &mut Vec<Waker>) {
@@ -392,6 +426,8 @@ pub(crate) struct Session {
     config: Config,
     dialect: Dialect,
     max_window: u32,
+    /// The origin of the streams' `granted_at` clock.
+    epoch: Instant,
     /// Boxed, so that the table's spare capacity costs a pointer per slot, not a whole state.
     streams: HashMap<u32, Box<StreamState>>,
     /// The ids of the streams we open.
@@ -406,8 +442,14 @@ pub(crate) struct Session {
     /// Refused SYNs to answer, with the reason the FIN carries.
     refusals: VecDeque<(u32, &'static str)>,
     data_queue: VecDeque<u32>,
-    /// Bulk streams waiting for the queue ahead of messages to drain (still `data_scheduled`).
+    /// Bulk streams waiting for the queue ahead of messages to drain, or for the pacer (still
+    /// `data_scheduled`).
     held: Vec<u32>,
+    /// When the held streams may go, if no PONG releases them first (see
+    /// [`Session::hold_release`]).
+    held_until: Option<Instant>,
+    /// Paces bulk frames while messages share the session (see [`crate::congestion`]).
+    pacer: Pacer,
     grant_queue: VecDeque<u32>,
     liveness: Liveness,
     recv_buffered: usize,
@@ -416,8 +458,6 @@ pub(crate) struct Session {
     chunks: ChunkPool,
     /// PSH frames encoded so far.
     psh_sent: u64,
-    /// `psh_sent` when the latest keepalive PING was due.
-    psh_sent_at_keepalive: u64,
     /// When (in `psh_sent`) and on which stream the latest small message was encoded.
     last_message: Option<(u64, u32)>,
     /// When (in `psh_sent`) the latest PSH that was not a message was encoded.
@@ -480,6 +520,7 @@ impl Session {
         };
         let mut session = Session {
             max_window: config.max_stream_window(),
+            epoch: Instant::now(),
             config,
             dialect,
             streams: HashMap::new(),
@@ -492,13 +533,14 @@ impl Session {
             refusals: VecDeque::new(),
             data_queue: VecDeque::new(),
             held: Vec::new(),
+            held_until: None,
+            pacer: Pacer::default(),
             grant_queue: VecDeque::new(),
             liveness,
             recv_buffered: 0,
             send_buffered: 0,
             chunks: ChunkPool::default(),
             psh_sent: 0,
-            psh_sent_at_keepalive: 0,
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
@@ -530,12 +572,12 @@ impl Session {
 
     /// A new stream's state, as the dialect starts it.
     fn new_stream(&self, syn: Option<Box<Bytes>>) -> Box<StreamState> {
-        Box::new(StreamState::new(
-            syn,
-            self.dialect.flow(),
-            self.max_window,
-            self.read_tick,
-        ))
+        let flow = self.dialect.flow();
+        let window = match flow {
+            Flow::ByteWindow => self.smux_window(),
+            _ => self.max_window,
+        };
+        Box::new(StreamState::new(syn, flow, window, self.read_tick))
     }
 
     /// Wakers recorded since the last call, to be woken once the lock is released.
@@ -582,6 +624,9 @@ fn writable(stream: &StreamState) -> io::Result<()> {
         SendState::StopQueued(_) | SendState::Done(SendEnd::Stopped(_)) => {
             Err(peer_stopped_error(0))
         }
+        SendState::StallQueued(_) | SendState::Done(SendEnd::Stalled(_)) => {
+            Err(window_stalled_error(0))
+        }
         SendState::FinQueued | SendState::FinSent => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "stream already closed for writing",
@@ -597,10 +642,15 @@ fn sent_or_lost(send: &SendState) -> Option<io::Result<()>> {
         SendState::Open | SendState::FinQueued | SendState::FinSent => None,
         SendState::Done(SendEnd::PeerClosed(0))
         | SendState::Done(SendEnd::Stopped(0))
-        | SendState::StopQueued(0) => Some(Ok(())),
+        | SendState::StopQueued(0)
+        | SendState::Done(SendEnd::Stalled(0))
+        | SendState::StallQueued(0) => Some(Ok(())),
         SendState::Done(SendEnd::PeerClosed(lost)) => Some(Err(peer_closed_error(*lost))),
         SendState::StopQueued(lost) | SendState::Done(SendEnd::Stopped(lost)) => {
             Some(Err(peer_stopped_error(*lost)))
+        }
+        SendState::StallQueued(lost) | SendState::Done(SendEnd::Stalled(lost)) => {
+            Some(Err(window_stalled_error(*lost)))
         }
         SendState::Done(SendEnd::Reset(reason)) => Some(Err(reset_error(reason))),
         SendState::AbortQueued(abort) => Some(Err(reset_error(&abort.reason))),
@@ -617,6 +667,14 @@ fn peer_closed_error(lost: usize) -> io::Error {
 fn peer_stopped_error(lost: usize) -> io::Error {
     broken_pipe(
         "the peer stopped reading the stream (its handle was dropped)",
+        lost,
+    )
+}
+
+fn window_stalled_error(lost: usize) -> io::Error {
+    broken_pipe(
+        "the smux peer closed the stream and stopped granting window \
+         (no UPD within ping_timeout after its FIN)",
         lost,
     )
 }

@@ -9,6 +9,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 /// Most slices handed to one vectored write (Linux accepts up to 1,024).
 const MAX_SLICES: usize = 64;
+/// Inline bytes a batch may encode and still leave its buffer for the next batch: frame headers
+/// and messages need no more room. A batch of many small bodies grows the buffer up to the whole
+/// batch (a quarter of a MiB), which an idle session would otherwise hold for good, so such a
+/// buffer is freed once its batch is written.
+const KEPT_INLINE: usize = 16 << 10;
 
 /// A batch of encoded frames, in order.
 #[derive(Default)]
@@ -19,6 +24,8 @@ pub(crate) struct Transmit {
     parts: VecDeque<Bytes>,
     /// Total bytes in `parts` and `inline`.
     len: usize,
+    /// Bytes encoded inline since the batch began (which the inline buffer grew to hold).
+    inline_encoded: usize,
 }
 
 impl Transmit {
@@ -34,7 +41,9 @@ impl Transmit {
     pub(crate) fn encode(&mut self, encode: impl FnOnce(&mut BytesMut)) {
         let before = self.inline.len();
         encode(&mut self.inline);
-        self.len += self.inline.len() - before;
+        let encoded = self.inline.len() - before;
+        self.len += encoded;
+        self.inline_encoded += encoded;
     }
 
     /// Appends a body without copying it.
@@ -67,7 +76,7 @@ impl Transmit {
         while n > 0 {
             let Some(front) = self.parts.front_mut() else {
                 self.inline.advance(n);
-                return;
+                break;
             };
             let step = n.min(front.len());
             front.advance(step);
@@ -77,8 +86,13 @@ impl Transmit {
             }
         }
         if self.len == 0 {
-            // Reuse the inline buffer's allocation from its start.
-            self.inline.clear();
+            if self.inline_encoded > KEPT_INLINE {
+                self.inline = BytesMut::new();
+            } else {
+                // Reuse the inline buffer's allocation from its start.
+                self.inline.clear();
+            }
+            self.inline_encoded = 0;
         }
     }
 
@@ -117,5 +131,22 @@ mod tests {
         }
         assert!(t.is_empty());
         assert_eq!(written, b"head1BODY1head2BODY2tail");
+    }
+
+    #[test]
+    fn a_batch_of_many_small_bodies_leaves_no_large_buffer_behind() {
+        let mut t = Transmit::default();
+        for _ in 0..1_000 {
+            t.encode(|b| b.extend_from_slice(&[5; 200]));
+        }
+        t.advance(100_000);
+        t.advance(t.len());
+        assert_eq!(t.inline.capacity(), 0, "the batch's buffer is kept");
+        // A small batch keeps its buffer for the next one.
+        t.encode(|b| b.extend_from_slice(&[6; 200]));
+        let small = t.inline.as_ptr();
+        t.advance(200);
+        t.encode(|b| b.extend_from_slice(&[7; 200]));
+        assert_eq!(t.inline.as_ptr(), small, "a new buffer for a small batch");
     }
 }

@@ -124,7 +124,7 @@ impl Session {
         }
         self.read_tick = self.read_tick.wrapping_add(1);
         stream.last_read = self.read_tick;
-        stream.bytes.read = stream.bytes.read.wrapping_add(copied as u32);
+        stream.count_read(copied);
         self.recv_buffered -= copied;
         self.consider_grant(id);
         self.wake_reader_if_room();
@@ -159,6 +159,10 @@ impl Session {
         let n = room.min(data.len());
         stream.send_buf.push(&data[..n], &mut self.chunks);
         self.send_buffered += n;
+        if stream.stalled_after_fin() {
+            // See `Session::fail_stalled_writes`: the timer starts its clock.
+            self.wake.extend(self.timer_waker.take());
+        }
         self.schedule_data(id);
         Some(Ok(n))
     }
@@ -240,7 +244,10 @@ impl Session {
         };
         let local = ResetReason::new(local.to_owned());
         let tell_peer = match &stream.send {
-            SendState::Open | SendState::FinQueued | SendState::StopQueued(_) => true,
+            SendState::Open
+            | SendState::FinQueued
+            | SendState::StopQueued(_)
+            | SendState::StallQueued(_) => true,
             // Our direction is done, but a smolmux peer's may still be open: the abort ends it.
             SendState::FinSent | SendState::Done(SendEnd::Stopped(_)) => {
                 peer_is_smolmux && !stream.remote_done()
@@ -268,6 +275,10 @@ impl Session {
             stream.recv = RecvState::Reset(local);
         }
         stream.wake_all(&mut self.wake);
+        if self.dialect.flow() == Flow::ByteWindow {
+            // smux has no reset: the peer may write on, and what was discarded counts as read.
+            self.consider_upd(id);
+        }
         self.schedule_data(id);
         self.wake_reader_if_room();
         self.maybe_remove(id);

@@ -5,17 +5,13 @@ use super::*;
 impl Session {
     /// The next instant at which [`Session::on_timeout`] has something to do.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        let hold_deadline = match (self.held.is_empty(), self.liveness.ping_sent_at) {
-            (false, Some(sent)) => self
-                .queue_limit()
-                .and_then(|limit| sent.checked_add(limit.saturating_mul(MAX_HOLD_FACTOR))),
-            _ => None,
-        };
         [
             self.ping_deadline(),
             self.liveness.next_ping_at,
-            hold_deadline,
+            self.held_until,
             self.close_deadline(),
+            self.stall_deadline(),
+            self.chunks.release_due(),
         ]
         .into_iter()
         .flatten()
@@ -33,11 +29,16 @@ impl Session {
         since.checked_add(self.liveness.timeout)
     }
 
-    /// Fires timers due at `now`: a PING timed out, or the next PING is due.
+    /// Fires timers due at `now`: a PING timed out or the next is due (in smux: nothing has
+    /// arrived for `ping_timeout`, or the next keepalive NOP is due), a smux v2 writer stalled
+    /// after the peer's FIN gives up, or the spent chunks may be idle.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
         if self.end().is_some() {
+            // Handles may keep an ended session for long.
+            self.chunks.clear();
             return;
         }
+        self.chunks.on_timeout(now);
         self.start_keepalive(now);
         if !self.dialect.pings() && self.reader_paused() {
             // We stopped reading (the receive budget is full): the peer's frames wait unread,
@@ -57,22 +58,19 @@ impl Session {
             return;
         }
         self.on_close_deadline(now);
+        self.fail_stalled_writes(now);
         if self.liveness.next_ping_at.is_some_and(|at| now >= at) {
             self.liveness.next_ping_at = None;
             self.liveness.ping_wanted = true;
             self.wake_writer();
-            // A session that sent no data for a whole interval gives its spent chunks back.
-            if self.psh_sent == self.psh_sent_at_keepalive {
-                self.chunks.clear();
-            }
-            self.psh_sent_at_keepalive = self.psh_sent;
         }
-        if !self.held.is_empty() && !self.queue_too_long(now) {
-            // The PONG is too late to wait for: release the held streams (this also ends the
-            // hold deadline, so the timer does not fire again).
+        if !self.held.is_empty() && !self.queue_too_long(now) && !self.pacing_holds(now) {
+            // The PONG is too late to wait for, or the pacer allows: release the held streams
+            // (this also ends the hold deadline, so the timer does not fire again).
             self.data_queue.extend(self.held.drain(..));
             self.wake_writer();
         }
+        self.update_hold_release(now);
     }
 
     pub(crate) fn set_timer_waker(&mut self, waker: &Waker) {

@@ -13,8 +13,11 @@ impl Session {
     ) -> Result<(), ProtocolError> {
         let id = header.stream_id;
         tracing::trace!(command = ?header.command, id, len = body.len(), "frame received");
-        // Any frame shows the peer alive (smux's keepalive timeout counts from it).
-        self.liveness.last_arrival = Some(now);
+        // Any frame shows the peer alive: smux's keepalive timeout counts from it (picomux's
+        // counts from the PING it sent).
+        if !self.dialect.pings() {
+            self.liveness.last_arrival = Some(now);
+        }
         if self.farewell.bye_received {
             return Err(ProtocolError(format!(
                 "{:?} frame after the peer's BYE",
@@ -25,7 +28,14 @@ impl Session {
             Command::Syn => self.on_syn(id, &body),
             Command::Psh if self.dialect.is_picomux() => self.on_psh(id, body),
             Command::Psh => self.on_smux_psh(id, body),
-            Command::Upd => self.on_upd(id, Upd::decode(&body)),
+            Command::Upd => match Upd::decode(&body) {
+                Some(upd) => self.on_upd(id, upd),
+                // The decoder checks the length; a UPD body is never anything else.
+                None => Err(ProtocolError(format!(
+                    "UPD on stream {id} of {} bytes",
+                    body.len()
+                ))),
+            },
             Command::Fin => self.on_fin(id, &body),
             Command::More => {
                 let credits = u16::from_le_bytes([body[0], body[1]]);
@@ -94,6 +104,9 @@ impl Session {
         };
         if let Some(why) = refuse {
             tracing::debug!(id, why, "refusing stream");
+            if self.keep_refused_smux_stream(id, why) {
+                return Ok(());
+            }
             self.refusals.push_back((id, why));
             self.wake_writer();
             return Ok(());
@@ -140,16 +153,18 @@ impl Session {
             self.consider_grant(id);
             return Ok(());
         }
+        stream.frame_len = ((u32::from(stream.frame_len) * 7 + (body.len() >> 8) as u32) / 8) as u8;
         self.recv_buffered += body.len();
         stream.recv_queue.push_back(body);
         self.wake.extend(stream.read_waker.take());
         // An interleaved frame means the peer is sending this stream's data beside another
         // stream's messages (see INTERLEAVED_FRAME_DIVISOR): it wants few bytes in flight ahead
-        // of them. A full frame means it no longer does.
+        // of them. A full frame means it no longer does: the window is at least the whole
+        // receive buffer again, or what the tuner grew it to.
         stream.window = if interleaved {
             INITIAL_CREDITS
         } else {
-            max_window
+            stream.window.max(max_window)
         };
         self.enforce_receive_budget();
         Ok(())
@@ -198,6 +213,14 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            counts.peer_fin = true;
+            if matches!(stream.recv, RecvState::Reset(_)) {
+                // The FIN that ends the discarding entry of an abort or a refusal.
+                self.maybe_remove(id);
+                return Ok(());
+            }
+        }
         let ended = match stream.recv {
             RecvState::Open => false,
             // An abort after the peer's FIN still resets our direction (and what is unread).
@@ -239,6 +262,7 @@ impl Session {
             }
         }
         stream.wake_all(&mut self.wake);
+        self.watch_stall(id);
         self.maybe_remove(id);
         Ok(())
     }
@@ -297,7 +321,10 @@ impl Session {
         let rtt = now.saturating_duration_since(sent_at);
         tracing::trace!(?rtt, "PONG received");
         self.liveness.last_rtt = Some(rtt);
-        self.liveness.min_rtt = Some(self.liveness.min_rtt.map_or(rtt, |min| min.min(rtt)));
+        let min_rtt = self.liveness.min_rtt.map_or(rtt, |min| min.min(rtt));
+        self.liveness.min_rtt = Some(min_rtt);
+        let pacing = self.bulk_pacing_rate().is_some();
+        self.pacer.on_pong(now, min_rtt, pacing);
         if self.liveness.rtt_samples < STARTUP_RTT_SAMPLES {
             // A few PINGs in a row at the start, so one slow first answer (the peer may still be
             // starting) does not stand as the path's RTT.
@@ -320,8 +347,10 @@ impl Session {
     }
 
     /// Whether the driver should stop reading the connection for now, because the writer must
-    /// catch up (refusals). Registers `waker` to be woken when reading may resume. (A full
-    /// receive budget never stops the reader: see [`Session::enforce_receive_budget`].)
+    /// catch up (refusals), or, in smux, because unread data fills the receive budget (see
+    /// [`Session::receive_budget_full`]). Registers `waker` to be woken when reading may
+    /// resume. (In picomux a full budget never stops the reader: see
+    /// [`Session::enforce_receive_budget`].)
     pub(crate) fn reader_must_wait(&mut self, waker: &Waker) -> bool {
         let full = self.reader_paused();
         if full && self.end().is_none() {
@@ -350,19 +379,41 @@ impl Session {
         self.config.session_receive_buffer / MAX_BODY / 2
     }
 
-    /// The most frames any stream's window may hold now: the 10-frame floor plus an even share
-    /// of the [`Session::excess_budget`] among the open streams, at most `stream_receive_buffer`.
-    pub(super) fn window_share(&self) -> u32 {
-        let share = self.excess_budget() / self.streams.len().max(1);
+    /// The most frames stream `id`'s window may hold now: the 10-frame floor plus an even share
+    /// of the [`Session::excess_budget`] among the open streams that want it: `id` and those
+    /// with at least half their window free ([`Session::wants_share`]). A stream whose window
+    /// is granted out (an idle message stream) or full of unread frames (a stalled reader)
+    /// leaves its part to the others: what it holds still counts in [`Session::window_limit`],
+    /// which keeps the total within the budget. (A stream's own window starts at
+    /// `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
+    pub(super) fn window_share(&self, id: u32) -> u32 {
+        let wanting = if self.streams.len() > self.excess_budget() {
+            // Every share is below a frame anyway: no need to look at each stream (this also
+            // bounds the scan to as many streams as the excess budget has frames).
+            self.streams.len()
+        } else {
+            self.streams
+                .iter()
+                .filter(|(other, stream)| **other == id || Session::wants_share(stream))
+                .count()
+        };
+        let share = self.excess_budget() / wanting.max(1);
         let share = u32::try_from(share).unwrap_or(u32::MAX);
-        INITIAL_CREDITS.saturating_add(share).min(self.max_window)
+        INITIAL_CREDITS.saturating_add(share)
+    }
+
+    /// Whether `stream` could take credits beyond those it holds: half its window or more is
+    /// free, as when it has just been opened or its reader keeps up with a busy peer.
+    fn wants_share(stream: &StreamState) -> bool {
+        matches!(stream.recv, RecvState::Open)
+            && stream.window.saturating_sub(stream.committed_frames()) >= stream.window / 2
     }
 
     /// The most frames stream `id`'s window may hold now: its [`Session::window_share`], with
     /// beyond the floor only what the other streams' windows leave of the excess budget. (The
     /// share alone would not do: streams that were alone took more than their share.)
     pub(super) fn window_limit(&self, id: u32) -> u32 {
-        let share = self.window_share();
+        let share = self.window_share(id);
         if share <= INITIAL_CREDITS {
             // No window may pass the floor: no need to add up the others (this also bounds the
             // sum below to as many streams as the excess budget has frames).
@@ -372,7 +423,7 @@ impl Session {
             .streams
             .iter()
             .filter(|(other, _)| **other != id)
-            .map(|(_, stream)| stream.excess_frames() as usize)
+            .map(|(_, stream)| self.excess_full_frames(stream) as usize)
             .sum();
         let left = self.excess_budget().saturating_sub(others);
         let left = u32::try_from(left).unwrap_or(u32::MAX);
@@ -395,8 +446,20 @@ impl Session {
         {
             return;
         }
-        // The even share bounds the exact limit from above, and costs nothing to check first.
-        if !stream.grant_due(self.window_share()) || !stream.grant_due(self.window_limit(id)) {
+        // A window at most `stream_receive_buffer` is granted back half at a time. The credits
+        // held back wait a round trip or more on a long path, so a window the tuner grew is
+        // granted back a quarter at a time: it then needs only 4/3 of the path's BDP, not 2×,
+        // to keep the path full.
+        let batch = if stream.window > self.max_window {
+            4
+        } else {
+            2
+        };
+        // The even share bounds the exact limit from above, and is cheaper to check first (it
+        // counts the streams that want a share; the limit also adds up what they hold).
+        if !stream.grant_due(self.window_in_frames(stream, self.window_share(id)), batch)
+            || !stream.grant_due(self.window_in_frames(stream, self.window_limit(id)), batch)
+        {
             return;
         }
         let Some(stream) = self.streams.get_mut(&id) else {

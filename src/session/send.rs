@@ -30,11 +30,11 @@ impl Session {
         if self.end().is_some() || self.silent() {
             return;
         }
+        self.pacer.settle(now, self.bulk_pacing_rate());
         let hold_bulk = self.queue_too_long(now);
-        if !hold_bulk {
+        if !hold_bulk && !self.pacing_holds(now) {
             self.data_queue.extend(self.held.drain(..));
         }
-        let was_holding = !self.held.is_empty();
         while out.len() < budget {
             if self.encode_control(out, now) {
                 continue;
@@ -42,14 +42,15 @@ impl Session {
             let Some(id) = self.data_queue.pop_front() else {
                 break;
             };
-            if hold_bulk && self.sends_bulk(id) {
+            if self.sends_bulk(id) && (hold_bulk || self.pacing_holds(now)) {
                 self.held.push(id);
                 continue;
             }
             self.encode_data(id, out);
         }
-        if !was_holding && !self.held.is_empty() {
-            // The timer must learn the deadline that ends the hold.
+        self.update_hold_release(now);
+        if self.chunks.arm(now) {
+            // The timer must learn the pool's first look.
             self.wake.extend(self.timer_waker.take());
         }
         if !self.is_open() {
@@ -73,6 +74,57 @@ impl Session {
         self.lately_messaging().is_some()
             && waited > limit
             && waited < limit.saturating_mul(MAX_HOLD_FACTOR)
+    }
+
+    /// The rate bulk frames are paced at, if they are: while messages flow on a path long
+    /// enough to pace (see [`crate::congestion`]).
+    pub(super) fn bulk_pacing_rate(&self) -> Option<u64> {
+        self.lately_messaging()?;
+        self.pacer.pacing_rate(self.liveness.min_rtt)
+    }
+
+    /// Whether bulk frames must wait for the pacer at `now`.
+    pub(super) fn pacing_holds(&self, now: Instant) -> bool {
+        self.bulk_pacing_rate()
+            .is_some_and(|rate| !self.pacer.may_send(now, rate))
+    }
+
+    /// Whether the path is long enough to pace bulk frames beside messages, rather than shrink
+    /// them (see [`INTERLEAVED_FRAME_DIVISOR`]). Unknown paths count as short.
+    pub(super) fn paces_path(&self) -> bool {
+        self.liveness
+            .min_rtt
+            .is_some_and(|rtt| rtt >= crate::congestion::MIN_PACED_RTT)
+    }
+
+    /// When the bulk streams held at `now` may go without a PONG: when the PING measuring
+    /// the queue is given up on (see [`MAX_HOLD_FACTOR`]), or the pacer allows, whichever
+    /// is later of those that hold them.
+    pub(super) fn hold_release(&self, now: Instant) -> Option<Instant> {
+        let queue = self
+            .liveness
+            .ping_sent_at
+            .filter(|_| self.queue_too_long(now))
+            .zip(self.queue_limit())
+            .and_then(|(sent, limit)| sent.checked_add(limit.saturating_mul(MAX_HOLD_FACTOR)));
+        let pacer = self
+            .bulk_pacing_rate()
+            .filter(|_| self.pacing_holds(now))
+            .and_then(|rate| self.pacer.release_at(rate));
+        queue.max(pacer)
+    }
+
+    /// Records [`Session::hold_release`] for the timer, waking it if the deadline changed.
+    pub(super) fn update_hold_release(&mut self, now: Instant) {
+        let until = if self.held.is_empty() {
+            None
+        } else {
+            self.hold_release(now)
+        };
+        if until != self.held_until {
+            self.held_until = until;
+            self.wake.extend(self.timer_waker.take());
+        }
     }
 
     pub(super) fn queue_limit(&self) -> Option<Duration> {
@@ -113,6 +165,7 @@ impl Session {
             }
             self.liveness.ping_wanted = false;
             self.liveness.ping_sent_at = Some(now);
+            self.pacer.on_ping_sent(now);
             let next_ping_in_ms = self
                 .liveness
                 .interval
@@ -149,6 +202,11 @@ impl Session {
                 continue;
             }
             let limit = self.window_limit(id);
+            self.tune_window(id, limit, now);
+            let Some(stream) = self.streams.get(&id) else {
+                continue;
+            };
+            let limit = self.window_in_frames(stream, limit);
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
@@ -169,11 +227,12 @@ impl Session {
     pub(super) fn encode_data(&mut self, id: u32, out: &mut Transmit) {
         let max_body = self.config.max_frame_body;
         let message_max = max_body / INTERLEAVED_FRAME_DIVISOR;
-        let frame_max = if self.lately_messaging().is_some_and(|sender| sender != id) {
-            message_max.max(1)
-        } else {
-            max_body
-        };
+        let frame_max =
+            if !self.paces_path() && self.lately_messaging().is_some_and(|sender| sender != id) {
+                message_max.max(1)
+            } else {
+                max_body
+            };
         let dialect = self.dialect;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -226,11 +285,18 @@ impl Session {
                     Flow::FrameCredits => stream.send_credits -= 1,
                     Flow::ByteWindow => {
                         stream.send_credits -= len as u32;
-                        stream.bytes.sent = stream.bytes.sent.wrapping_add(len as u32);
+                        if let Some(counts) = stream.bytes.as_deref_mut() {
+                            counts.sent = counts.sent.wrapping_add(len as u32);
+                        }
+                        if stream.stalled_after_fin() {
+                            // See `Session::fail_stalled_writes`: the timer starts its clock.
+                            self.wake.extend(self.timer_waker.take());
+                        }
                     }
                     Flow::SessionOnly => {}
                 }
                 self.send_buffered -= len;
+                self.pacer.on_sent(len);
                 // Wake a writer waiting for room, or a flush waiting for the buffer to drain.
                 self.wake.extend(stream.write_waker.take());
             }
@@ -242,6 +308,10 @@ impl Session {
                     }
                     SendState::StopQueued(lost) => {
                         stream.send = SendState::Done(SendEnd::Stopped(lost));
+                        Bytes::new()
+                    }
+                    SendState::StallQueued(lost) => {
+                        stream.send = SendState::Done(SendEnd::Stalled(lost));
                         Bytes::new()
                     }
                     _ => Bytes::new(),
@@ -262,9 +332,22 @@ impl Session {
         self.schedule_data(id);
     }
 
-    /// Whether the PSH frame numbered `at` (in `psh_sent`) is among the last [`MESSAGE_MEMORY`].
+    /// Whether the PSH frame numbered `at` (in `psh_sent`) is among the last
+    /// [`Session::message_memory`].
     pub(super) fn sent_lately(&self, at: u64) -> bool {
-        self.psh_sent - at < MESSAGE_MEMORY
+        self.psh_sent - at < self.message_memory()
+    }
+
+    /// How many PSH frames "lately" spans (see [`MESSAGE_MEMORY`]): on a paced path, the full
+    /// frames of [`MESSAGE_MEMORY_ROUND_TRIPS`] bandwidth × delay products, as a message
+    /// stream that waits for each answer sends one message per round trip.
+    pub(super) fn message_memory(&self) -> u64 {
+        let bdp = match self.liveness.min_rtt {
+            Some(rtt) if self.paces_path() => self.pacer.bdp(rtt).unwrap_or(0),
+            _ => 0,
+        };
+        let frames = bdp / self.config.max_frame_body as u64;
+        MESSAGE_MEMORY.max(frames.saturating_mul(MESSAGE_MEMORY_ROUND_TRIPS))
     }
 
     /// The stream that sent the latest small message, if it did so lately: while one does,
@@ -275,9 +358,12 @@ impl Session {
             .map(|(_, sender)| sender)
     }
 
-    /// Whether messages and bulk frames both flow lately, so that a PING should measure the
-    /// queue the bulk frames build ahead of the messages (see [`QUEUE_ALLOWANCE`]).
+    /// Whether bulk frames flow lately beside messages, so that a PING should measure the
+    /// queue they build ahead of the messages (see [`QUEUE_ALLOWANCE`]), or on a path long
+    /// enough to pace, so that the pacer knows the path's rate when messages come (one PING
+    /// per round trip: nothing beside a bulk transfer's frames).
     pub(super) fn queue_worth_measuring(&self) -> bool {
-        self.lately_messaging().is_some() && self.last_bulk.is_some_and(|at| self.sent_lately(at))
+        (self.lately_messaging().is_some() || self.paces_path())
+            && self.last_bulk.is_some_and(|at| self.sent_lately(at))
     }
 }

@@ -5,6 +5,64 @@
 use super::*;
 use crate::wire::smux::send_allowance;
 
+/// smux v2's cumulative byte counts of one stream, all mod 2^32 as on the wire.
+#[derive(Debug, Default)]
+pub(super) struct ByteCounts {
+    /// PSH bytes we sent.
+    pub(super) sent: u32,
+    /// PSH bytes received (discarded ones too).
+    received: u32,
+    /// The peer's consumed count in its latest UPD.
+    peer_consumed: u32,
+    /// Bytes the application read (and bytes discarded unread, as if read).
+    pub(super) read: u32,
+    /// `read` as our latest UPD told it.
+    read_told: u32,
+    /// The window our latest UPD told (0: none sent yet).
+    window_told: u32,
+    /// The peer's FIN has arrived. Tracked apart from the receive state, because after our
+    /// own abort (or refusal) the peer may still be writing: the entry stays, discarding and
+    /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
+    pub(super) peer_fin: bool,
+    /// The latest PSH received was well below full size (see [`Session::on_smux_psh`]).
+    previous_psh_small: bool,
+    /// Since when (the first timer run that saw it) our writer has waited on a closed window
+    /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
+    stalled_since: Option<Instant>,
+}
+
+impl ByteCounts {
+    /// The bytes of the session's receive budget the stream may still take: what it holds
+    /// unread plus what the peer may still send, as our latest UPD allowed (or the window the
+    /// peer assumes before any).
+    fn committed(&self) -> u32 {
+        if self.peer_fin {
+            return self.received.wrapping_sub(self.read);
+        }
+        let window = match self.window_told {
+            0 => INITIAL_PEER_WINDOW,
+            told => told,
+        };
+        window.saturating_sub(self.read.wrapping_sub(self.read_told))
+    }
+}
+
+impl StreamState {
+    /// Whether our writer waits on a closed version-2 window after the peer's FIN: only a UPD
+    /// can move it on, and a Go peer that closed the stream never sends one.
+    pub(super) fn stalled_after_fin(&self) -> bool {
+        self.bytes.as_deref().is_some_and(|counts| counts.peer_fin)
+            && self.send_credits == 0
+            && !self.send_buf.is_empty()
+            && matches!(self.send, SendState::Open | SendState::FinQueued)
+    }
+}
+
+/// The window, in bytes, that a version-2 stream announces while its sender interleaves it
+/// with other streams' messages: the bytes of picomux's 10 interleaved frames from a smolmux
+/// sender (quarter frames), so that a message queues behind as little as in picomux mode.
+const INTERLEAVED_WINDOW: u32 = INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
+
 impl Session {
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
     /// that we aborted is discarded, since smux has no reset: an abort is our FIN plus this.
@@ -13,22 +71,44 @@ impl Session {
             return Ok(()); // Go skips empty PSH frames too
         }
         let limit = self.smux_receive_limit();
+        // As in picomux mode (see `Session::on_psh`): frames well below the largest received
+        // mean the sender interleaves this stream with another's messages, and wants few
+        // bytes in flight ahead of them; a full frame means it no longer does. It takes two
+        // small frames in a row: a bulk sender's frame that only fills what is left of the
+        // window, or a write's short tail, comes alone between full ones, and shrinking the
+        // window for it would cut a window-limited bulk stream to the interleaving window at
+        // every stall.
+        self.largest_psh_received = self.largest_psh_received.max(body.len());
+        let small = body.len() * 2 < self.largest_psh_received;
+        let full_window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
         let len = body.len() as u32;
-        stream.bytes.received = stream.bytes.received.wrapping_add(len);
-        if let Some(limit) = limit {
+        let mut window_changed = false;
+        // Version 2 (the only one with byte counts).
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            counts.received = counts.received.wrapping_add(len);
             // Go's receiver never checks its windows; ours must, or one stream could hold the
             // whole session budget. What the peer may have in flight counts from the latest
             // consumed count we told it (it may only have heard an older one: it has less).
-            let unacknowledged = stream.bytes.received.wrapping_sub(stream.bytes.read_told);
+            let unacknowledged = counts.received.wrapping_sub(counts.read_told);
             if unacknowledged > limit {
                 return Err(ProtocolError(format!(
                     "PSH on stream {id} beyond its window: {unacknowledged} bytes sent since \
                      the latest UPD, which allows {limit}"
                 )));
             }
+            let window = match (small, counts.previous_psh_small) {
+                (true, true) => INTERLEAVED_WINDOW.min(full_window),
+                (true, false) => stream.window,
+                (false, _) => full_window,
+            };
+            counts.previous_psh_small = small;
+            // Told at once (a smaller window only stops the sender sooner: the check above
+            // allows the largest).
+            window_changed = window != stream.window;
+            stream.window = window;
         }
         match stream.recv {
             RecvState::Finished => {
@@ -39,22 +119,43 @@ impl Session {
                 self.recv_buffered += body.len();
                 stream.recv_queue.push_back(body);
                 self.wake.extend(stream.read_waker.take());
+                if window_changed {
+                    self.consider_upd(id);
+                }
                 return Ok(());
             }
             RecvState::Open => {}
         }
         // Nobody will read it: count it as read, so a version-2 sender is not left waiting.
-        stream.bytes.read = stream.bytes.read.wrapping_add(len);
+        stream.count_read(body.len());
         self.consider_upd(id);
         Ok(())
     }
 
+    /// Refuses stream `id` of a version-2 peer, while the session is open and the table has
+    /// room, with an entry kept until the peer's FIN: it sends our FIN, then discards what
+    /// arrives and acknowledges it with UPDs, so the opener's writes complete instead of
+    /// waiting for a window nobody grants. The entry counts against `max_streams`, so memory
+    /// stays bounded; without room the refusal is a plain FIN (and a smolmux opener's writes
+    /// end by its stall rule, see [`Session::fail_stalled_writes`]). Returns whether it did.
+    pub(super) fn keep_refused_smux_stream(&mut self, id: u32, why: &str) -> bool {
+        if self.dialect.flow() != Flow::ByteWindow
+            || !self.is_open()
+            || self.streams.len() >= self.config.max_streams
+        {
+            return false;
+        }
+        let mut stream = self.new_stream(None);
+        stream.handles = Handles::Dropped;
+        self.streams.insert(id, stream);
+        self.reset_stream(id, Some(why), why);
+        true
+    }
+
     /// Most bytes a version-2 peer may send on a stream beyond the consumed count we told it:
-    /// our window, or the larger window a sender assumes before our first UPD arrives. `None`
-    /// in version 1, which has no per-stream limit.
-    fn smux_receive_limit(&self) -> Option<u32> {
-        (self.dialect.flow() == Flow::ByteWindow)
-            .then(|| self.smux_window().max(INITIAL_PEER_WINDOW))
+    /// our window, or the larger window a sender assumes before our first UPD arrives.
+    fn smux_receive_limit(&self) -> u32 {
+        self.smux_window().max(INITIAL_PEER_WINDOW)
     }
 
     /// The window our UPDs announce: `stream_receive_buffer`, at most `i32::MAX` (a Go sender
@@ -65,23 +166,127 @@ impl Session {
             .min(i32::MAX as u32)
     }
 
+    /// The window a version-2 stream's UPD may tell now: its chosen `window` (see
+    /// [`Session::on_smux_psh`]), within an even share of half of `session_receive_buffer`
+    /// among the open streams and within what the other streams' windows leave of that half,
+    /// but never below the 262,144 bytes a sender assumes before any UPD anyway. Windows of
+    /// readers that stall thus cannot fill the budget that stops the reader (smux's
+    /// backpressure, which stops every stream) unless the floors do it: at the defaults, some
+    /// 128 streams at 256 KiB each for the other half.
+    fn smux_window_limit(&self, id: u32, window: u32) -> u32 {
+        let floor = INITIAL_PEER_WINDOW;
+        let half = self.config.session_receive_buffer / 2;
+        let share = half / self.streams.len().max(1);
+        if share <= floor as usize {
+            // No window may pass the floor: no need to add up the others (this also bounds the
+            // sum below to 128 streams at the defaults).
+            return floor.min(window);
+        }
+        let others: usize = self
+            .streams
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .filter_map(|(_, stream)| Some(stream.bytes.as_deref()?.committed() as usize))
+            .sum();
+        let allowed = share.min(half.saturating_sub(others));
+        u32::try_from(allowed)
+            .unwrap_or(u32::MAX)
+            .max(floor)
+            .min(window)
+    }
+
     /// A version-2 UPD from the peer: how much of stream `id` it has read, and its window.
     pub(super) fn on_upd(&mut self, id: u32, upd: Upd) -> Result<(), ProtocolError> {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // a stream we have forgotten (Go ignores these too)
         };
-        stream.send_credits =
-            send_allowance(id, stream.bytes.sent, stream.bytes.peer_consumed, upd)?;
-        stream.bytes.peer_consumed = upd.consumed;
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return Ok(()); // not version 2: UPD cannot have been decoded
+        };
+        stream.send_credits = send_allowance(id, counts.sent, counts.peer_consumed, upd)?;
+        counts.peer_consumed = upd.consumed;
+        // The peer is still granting: any stall counts afresh from here.
+        counts.stalled_since = None;
         self.schedule_data(id);
+        self.watch_stall(id);
         Ok(())
+    }
+
+    /// Stream `id` may have just begun to wait on a closed window after the peer's FIN: the
+    /// timer must run to start its clock (see [`Session::fail_stalled_writes`]).
+    pub(super) fn watch_stall(&mut self, id: u32) {
+        let unclocked = self.streams.get(&id).is_some_and(|stream| {
+            stream.stalled_after_fin()
+                && stream
+                    .bytes
+                    .as_deref()
+                    .is_some_and(|counts| counts.stalled_since.is_none())
+        });
+        if unclocked {
+            self.wake.extend(self.timer_waker.take());
+        }
+    }
+
+    /// When the earliest version-2 stream stalled after the peer's FIN is due to fail.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        if self.dialect.flow() != Flow::ByteWindow {
+            return None;
+        }
+        self.streams
+            .values()
+            .filter_map(|stream| stream.bytes.as_deref()?.stalled_since)
+            .min()
+            .and_then(|since| since.checked_add(self.liveness.timeout))
+    }
+
+    /// smux v2's answer to a peer that closed a stream and forgot it (Go smux's
+    /// `Stream.Close`): once its FIN has come and our writer has waited on a closed window
+    /// with no UPD for `ping_timeout`, the bytes queued are dropped, our FIN goes, and the
+    /// writes fail with `BrokenPipe`. A smolmux peer keeps acknowledging after its FIN (a
+    /// half-closed echo goes on), so only an application that stops reading for that long
+    /// after half-closing is cut off. Go's own writer gives up at once on the FIN, which would
+    /// break such an echo. Starts the clock of streams that just stalled, too.
+    pub(super) fn fail_stalled_writes(&mut self, now: Instant) {
+        if self.dialect.flow() != Flow::ByteWindow {
+            return;
+        }
+        let timeout = self.liveness.timeout;
+        let mut expired = Vec::new();
+        for (id, stream) in self.streams.iter_mut() {
+            let stalled = stream.stalled_after_fin();
+            let Some(counts) = stream.bytes.as_deref_mut() else {
+                continue;
+            };
+            if !stalled {
+                counts.stalled_since = None;
+                continue;
+            }
+            let since = *counts.stalled_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= timeout {
+                expired.push(*id);
+            }
+        }
+        for id in expired {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            tracing::debug!(id, "smux peer stopped granting window after its FIN");
+            let lost = stream.send_buf.len();
+            self.send_buffered -= lost;
+            stream.send_buf.clear();
+            stream.send = SendState::StallQueued(lost);
+            if let Some(counts) = stream.bytes.as_deref_mut() {
+                counts.stalled_since = None;
+            }
+            self.wake.extend(stream.write_waker.take());
+            self.schedule_data(id);
+        }
     }
 
     /// Queues a UPD for stream `id` when one is due, as Go's receiver does: at the first read
     /// (so the sender learns our real window, not its 256 KiB guess), then each time half the
     /// window has been read since the latest.
     pub(super) fn consider_upd(&mut self, id: u32) {
-        let window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -92,9 +297,22 @@ impl Session {
         {
             return;
         }
-        let unreported = stream.bytes.read.wrapping_sub(stream.bytes.read_told);
-        let told_window = stream.window != 0;
-        if unreported == 0 || (told_window && unreported < window / 2) {
+        let Some(counts) = stream.bytes.as_deref() else {
+            return;
+        };
+        let unreported = counts.read.wrapping_sub(counts.read_told);
+        let due = match counts.window_told {
+            0 => unreported > 0, // the first UPD, at the first read
+            // A change of the chosen window is told at once (see `Session::on_smux_psh`);
+            // what the budget allows (at least the 262,144-byte floor, more than the
+            // interleaving window) moves with the half-window UPDs.
+            told => {
+                told > stream.window
+                    || (told < INITIAL_PEER_WINDOW && stream.window > told)
+                    || unreported >= told / 2
+            }
+        };
+        if !due {
             return;
         }
         stream.grant_scheduled = true;
@@ -104,19 +322,27 @@ impl Session {
 
     /// Encodes the UPD queued for stream `id`, unless it is no longer wanted.
     pub(super) fn encode_upd(&mut self, id: u32, out: &mut Transmit) -> bool {
-        let window = self.smux_window();
         let protocol = self.dialect.protocol;
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
         };
         stream.grant_scheduled = false;
-        if matches!(stream.recv, RecvState::Finished) {
+        if stream.bytes.is_none() || matches!(stream.recv, RecvState::Finished) {
             return false;
         }
-        stream.bytes.read_told = stream.bytes.read;
-        stream.window = window;
+        let chosen = stream.window;
+        let window = self.smux_window_limit(id, chosen);
+        let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        else {
+            return false;
+        };
+        counts.read_told = counts.read;
+        counts.window_told = window;
         let upd = Upd {
-            consumed: stream.bytes.read,
+            consumed: counts.read,
             window,
         };
         tracing::trace!(id, consumed = upd.consumed, window, "UPD sent");

@@ -104,7 +104,7 @@ impl Smux {
         frames
             .iter()
             .filter(|f| f.0 == Command::Upd)
-            .map(|f| (f.1, Upd::decode(&f.2)))
+            .map(|f| (f.1, Upd::decode(&f.2).expect("an 8-byte UPD")))
             .collect()
     }
 }
@@ -375,18 +375,31 @@ fn psh_after_fin_ends_the_session() {
 
 #[test]
 fn data_after_our_abort_is_discarded_and_still_acknowledged() {
-    let mut h = Smux::new(Protocol::SmuxV2, Role::Server);
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(Config::MIN_STREAM_RECEIVE_BUFFER),
+    );
     h.recv(Command::Syn, 1, b"").unwrap();
     h.recv(Command::Psh, 1, b"early").unwrap();
     h.s.app_abort(1, "no");
-    h.transmit();
+    // The FIN, and the unread bytes acknowledged as if read.
+    let frames = h.transmit();
+    assert!(
+        frames.contains(&(Command::Fin, 1, Bytes::new())),
+        "{frames:?}"
+    );
+    assert_eq!(Smux::upds(&frames)[0].1.consumed, 5, "{frames:?}");
     for _ in 0..8 {
         h.recv(Command::Psh, 1, &[5; 60_000]).unwrap();
     }
     assert_eq!(h.s.stats().recv_buffered_bytes, 0);
-    // The sender is not left waiting for a window nobody reads.
+    // The sender is not left waiting for a window nobody reads: half a window discarded
+    // since the latest UPD brings the next.
     let told = Smux::upds(&h.transmit());
-    assert!(!told.is_empty(), "no UPD");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].1.consumed >= 5 + Config::MIN_STREAM_RECEIVE_BUFFER as u32 / 2);
 }
 
 #[test]
@@ -414,4 +427,230 @@ fn nop_and_syn_floods_stay_bounded() {
         assert!(frames.iter().all(|f| f.0 == Command::Fin && f.2.is_empty()));
         assert!(!h.s.reader_paused());
     }
+}
+
+#[test]
+fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let full = h.s.smux_window();
+    h.recv(Command::Syn, 2, b"").unwrap();
+    h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
+    h.read(2, 100).unwrap().unwrap();
+    assert_eq!(Smux::upds(&h.transmit())[0].1.window, full);
+    // Quarter frames: the sender is interleaving with messages; the smaller window is told
+    // at once, at the second, before any more is read.
+    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
+    assert_eq!(h.transmit(), [], "one small frame may be a write's tail");
+    h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1.window, 163_830);
+    // Its reads are reported every half of the smaller window (81,915 bytes).
+    h.read(2, 81_900).unwrap().unwrap();
+    assert_eq!(h.transmit(), []);
+    h.read(2, 15).unwrap().unwrap();
+    assert_eq!(Smux::upds(&h.transmit()).len(), 1);
+    // Full frames again: the whole window, at once.
+    h.recv(Command::Psh, 2, &[3; 65_535]).unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].1.window, full);
+}
+
+#[test]
+fn v2_a_bulk_sender_filling_what_is_left_of_its_window_keeps_the_whole_window() {
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let full = h.s.smux_window();
+    h.recv(Command::Syn, 2, b"").unwrap();
+    // Full frames up to 1,000 bytes short of the initial 262,144-byte window, then the
+    // 1,000 the window still allows: the sender stalls there until our UPD.
+    for _ in 0..4 {
+        h.recv(Command::Psh, 2, &[1; 65_286]).unwrap();
+    }
+    h.recv(Command::Psh, 2, &[1; 1_000]).unwrap();
+    h.read(2, 262_144).unwrap().unwrap();
+    let told = Smux::upds(&h.transmit());
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        told[0].1.window, full,
+        "a stalled bulk stream keeps its whole window"
+    );
+    // Full frames again, and the same again at the next stall.
+    h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
+    h.recv(Command::Psh, 2, &[1; 9]).unwrap();
+    h.read(2, 65_544).unwrap().unwrap();
+    assert!(Smux::upds(&h.transmit())
+        .iter()
+        .all(|(_, upd)| upd.window == full));
+}
+
+#[test]
+fn v2_twenty_stalled_readers_leave_the_session_reading() {
+    // Each stream is read once (its first UPD tells the window), then never again, while the
+    // peer fills the window it was told. At 4 MiB each, 16 of them would fill the 64 MiB
+    // session budget and stop the reader, and every other stream with it.
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let mut held = 0;
+    for id in (2..=40).step_by(2) {
+        h.recv(Command::Syn, id, b"").unwrap();
+        h.recv(Command::Psh, id, b"x").unwrap();
+        h.read(id, 1).unwrap().unwrap();
+        let told = Smux::upds(&h.transmit());
+        assert_eq!(told.len(), 1, "stream {id}: {told:?}");
+        let window = told[0].1.window as usize;
+        assert!(
+            window >= INITIAL_PEER_WINDOW as usize,
+            "stream {id}: {window}"
+        );
+        for len in chunks(window, MAX_BODY) {
+            h.recv(Command::Psh, id, &vec![7; len]).unwrap();
+        }
+        held += window;
+        assert!(
+            !h.s.reader_paused(),
+            "stream {id}: reader paused at {held} bytes"
+        );
+    }
+    assert!(held <= Config::default().session_receive_buffer, "{held}");
+    // A 21st stream still gets through.
+    h.recv(Command::Syn, 42, b"").unwrap();
+    h.recv(Command::Psh, 42, b"hello").unwrap();
+    assert_eq!(h.read(42, 5).unwrap().unwrap(), b"hello");
+}
+
+/// `total` split into pieces of at most `max`.
+fn chunks(total: usize, max: usize) -> impl Iterator<Item = usize> {
+    (0..total.div_ceil(max)).map(move |i| max.min(total - i * max))
+}
+
+/// Plays a Go smux v2 sender writing `total` bytes on stream `id`: it keeps to the window
+/// (262,144 bytes until the first UPD, then the latest UPD's consumed + window) and reads
+/// our UPDs as they come. Returns the bytes it could send.
+fn peer_writes_within_the_window(h: &mut Smux, id: u32, total: usize) -> usize {
+    let (mut sent, mut consumed, mut window) = (0usize, 0u32, INITIAL_PEER_WINDOW);
+    loop {
+        let allowed = (consumed as usize + window as usize).saturating_sub(sent);
+        let len = allowed.min(total - sent).min(MAX_BODY);
+        if len == 0 {
+            for (upd_id, upd) in Smux::upds(&h.transmit()) {
+                if upd_id == id && upd.consumed as usize + upd.window as usize > sent {
+                    (consumed, window) = (upd.consumed, upd.window);
+                }
+            }
+            let allowed = (consumed as usize + window as usize).saturating_sub(sent);
+            if sent == total || allowed == 0 {
+                return sent;
+            }
+            continue;
+        }
+        h.recv(Command::Psh, id, &vec![7; len]).unwrap();
+        sent += len;
+    }
+}
+
+#[test]
+fn v2_after_abort_and_drop_the_peer_may_write_on_until_its_fin() {
+    let window = Config::MIN_STREAM_RECEIVE_BUFFER;
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(window),
+    );
+    h.recv(Command::Syn, 1, b"").unwrap();
+    let (id, _) = h.s.app_accept().unwrap().unwrap();
+    h.s.app_abort(id, "no");
+    h.s.app_drop(id, h.now);
+    assert!(h.transmit().contains(&(Command::Fin, 1, Bytes::new())));
+    // The entry stays, discarding and acknowledging, so the peer's writer never waits.
+    assert_eq!(
+        peer_writes_within_the_window(&mut h, 1, 4 * window),
+        4 * window
+    );
+    assert_eq!(h.s.stats().open_streams, 1);
+    assert_eq!(h.s.stats().recv_buffered_bytes, 0);
+    h.recv(Command::Fin, 1, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 0, "forgotten at the peer's FIN");
+}
+
+#[test]
+fn v2_a_refused_stream_is_acknowledged_until_its_fin_within_max_streams() {
+    let window = Config::MIN_STREAM_RECEIVE_BUFFER;
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Server)
+            .stream_receive_buffer(window)
+            .accept_backlog(1)
+            .max_streams(3),
+    );
+    h.recv(Command::Syn, 1, b"").unwrap();
+    h.recv(Command::Syn, 3, b"").unwrap(); // backlog full: refused
+    assert!(h.transmit().contains(&(Command::Fin, 3, Bytes::new())));
+    assert_eq!(
+        peer_writes_within_the_window(&mut h, 3, 4 * window),
+        4 * window
+    );
+    assert_eq!(h.s.stats().open_streams, 2, "the refused entry counts");
+    assert_eq!(h.s.stats().pending_accept, 1);
+    // A full table refuses without an entry: memory stays within max_streams.
+    h.recv(Command::Syn, 5, b"").unwrap();
+    h.recv(Command::Syn, 7, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 3);
+    h.recv(Command::Fin, 3, b"").unwrap();
+    assert_eq!(h.s.stats().open_streams, 2, "forgotten at the peer's FIN");
+    assert_eq!(h.s.app_accept().unwrap().unwrap().0, 1);
+}
+
+#[test]
+fn v2_writes_fail_when_the_peer_fins_and_grants_no_window_for_ping_timeout() {
+    let timeout = Duration::from_secs(5);
+    let mut h = Smux::with(
+        Config::default()
+            .protocol(Protocol::SmuxV2)
+            .role(Role::Client)
+            .ping_timeout(timeout)
+            .ping_interval(None),
+    );
+    let id = h.open();
+    let data = vec![1; 300_000];
+    let mut written = 0;
+    while written < data.len() {
+        written += h.write(id, &data[written..]);
+        Smux::psh_bytes(&h.transmit(), id);
+    }
+    assert_eq!(
+        h.s.stats().send_buffered_bytes,
+        300_000 - INITIAL_PEER_WINDOW as usize
+    );
+    // A smolmux peer half-closes and keeps acknowledging: the clock starts afresh at each UPD.
+    h.recv(Command::Fin, id, b"").unwrap();
+    h.s.on_timeout(h.now);
+    assert_eq!(
+        h.s.stall_deadline(),
+        Some(h.now + timeout),
+        "the timer knows"
+    );
+    h.now += timeout / 2;
+    h.upd(id, 1000, INITIAL_PEER_WINDOW).unwrap();
+    assert_eq!(Smux::psh_bytes(&h.transmit(), id), 1000);
+    h.s.on_timeout(h.now);
+    h.now += timeout - Duration::from_millis(1);
+    h.s.on_timeout(h.now);
+    let waker = Waker::noop();
+    assert!(
+        h.s.app_flush(id, waker).is_none(),
+        "still waiting for the window"
+    );
+    // A Go peer forgets the stream at its Close: no UPD for ping_timeout fails the writes.
+    h.now += Duration::from_millis(1);
+    h.s.on_timeout(h.now);
+    let err = h.s.app_flush(id, waker).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert!(err.to_string().contains("stopped granting window"), "{err}");
+    let err = h.s.app_write(id, b"more", waker).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert_eq!(h.s.stats().send_buffered_bytes, 0);
+    assert_eq!(h.transmit(), [(Command::Fin, id, Bytes::new())]);
+    assert!(h.s.end().is_none(), "the session goes on");
 }

@@ -68,13 +68,14 @@ pub struct Upd {
 }
 
 impl Upd {
-    /// Parses a UPD body (its length was checked with the header).
-    pub fn decode(body: &[u8]) -> Upd {
-        let word = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("8 bytes"));
-        Upd {
-            consumed: word(0),
-            window: word(4),
-        }
+    /// Parses a UPD body: `None` unless it is exactly 8 bytes.
+    pub fn decode(body: &[u8]) -> Option<Upd> {
+        let body: &[u8; UPD_LEN] = body.try_into().ok()?;
+        let [c0, c1, c2, c3, w0, w1, w2, w3] = *body;
+        Some(Upd {
+            consumed: u32::from_le_bytes([c0, c1, c2, c3]),
+            window: u32::from_le_bytes([w0, w1, w2, w3]),
+        })
     }
 
     /// The body on the wire.
@@ -241,7 +242,8 @@ mod tests {
             window: 0x0807_0605,
         };
         assert_eq!(upd.to_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(Upd::decode(&upd.to_bytes()), upd);
+        assert_eq!(Upd::decode(&upd.to_bytes()), Some(upd));
+        assert_eq!(Upd::decode(&upd.to_bytes()[..7]), None);
     }
 
     #[test]

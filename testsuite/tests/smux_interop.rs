@@ -429,9 +429,14 @@ fn we_half_close_and_go_replies_after_our_eof() {
 #[test]
 fn go_sends_fin_and_we_still_write_then_the_session_goes_on() {
     let Some(exe) = go_peer() else { return };
-    // Go forgets a stream it closed and never grants more window on it (v2): the reply stays
-    // under the 262,144 bytes a smux sender may have in flight before the first UPD.
+    // Go 1.5.16's Stream.Close sends FIN and forgets the stream: in v2 it never grants more
+    // window, so a reply beyond the 262,144 bytes a sender may have in flight before the
+    // first UPD cannot all arrive. v1 has no window (Go discards what comes); in v2 our
+    // writes fail once ping_timeout passes without a UPD after the FIN, instead of waiting
+    // for ever.
     const BYTES: u64 = 100_000;
+    const REPLY: u64 = 600_000;
+    let ping_timeout = Duration::from_secs(2);
     for version in VERSIONS {
         run(async {
             let (listener, addr) = listen().await;
@@ -445,17 +450,34 @@ fn go_sends_fin_and_we_still_write_then_the_session_goes_on() {
                     "3",
                     "-bytes",
                     &BYTES.to_string(),
+                    // NOPs well within our ping_timeout, so only the stream's stall ends it.
+                    "-keepalive-interval",
+                    "200ms",
                 ],
             );
-            let (mux, driver) = accept(&listener, config(version, Role::Server)).await;
+            let server = config(version, Role::Server).ping_timeout(ping_timeout);
+            let (mux, driver) = accept(&listener, server).await;
+            let mut replies = Vec::new();
             for _ in 0..3 {
                 let mut stream = hang_guard(mux.accept()).await.unwrap();
                 assert_eq!(hang_guard(read_pattern(&mut stream)).await.unwrap(), BYTES);
-                // Our direction is still open after Go's FIN.
-                hang_guard(send_pattern(&mut stream, BYTES, 16 << 10))
-                    .await
-                    .unwrap();
-                hang_guard(stream.close()).await.unwrap();
+                // Our direction is still open after Go's FIN; all three replies at once, so
+                // their stalls overlap.
+                replies.push(spawn(async move {
+                    send_pattern(&mut stream, REPLY, 16 << 10).await?;
+                    stream.close().await
+                }));
+            }
+            for reply in replies {
+                let outcome = hang_guard(reply).await;
+                match version {
+                    1 => outcome.unwrap(),
+                    _ => {
+                        let err = outcome.unwrap_err();
+                        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+                        assert!(err.to_string().contains("stopped granting window"), "{err}");
+                    }
+                }
             }
             // Go then checks one ordinary echo on the same session.
             let stream = hang_guard(mux.accept()).await.unwrap();

@@ -386,6 +386,8 @@ fn dropping_the_mux_lets_streams_in_use_go_on_until_every_handle_is_gone() {
     h.write(id, b"still in use");
     assert_eq!(commands(&h.transmit()), vec![Command::Psh]);
     h.now += Duration::from_secs(1);
+    // The send buffer's spent chunk is freed (its deadline would hide the close deadline).
+    h.s.on_timeout(h.now);
     h.s.app_drop(id, h.now);
     assert_eq!(
         h.s.next_timeout(),

@@ -27,12 +27,17 @@
 //! 6. heap bytes per idle stream, both ends together, measured by a counting global allocator
 //!    with `BENCH_IDLE_STREAMS` streams open and held (raw TCP: one connection per stream;
 //!    kernel socket memory is not heap and is not counted);
-//! 7. peak RSS (VmHWM) of a child process (this binary re-executed) that runs scenario 2 once.
+//! 7. peak RSS (VmHWM) of a child process (this binary re-executed) that runs scenario 2 once;
+//! 11. (only when asked for, e.g. `BENCH_SCENARIOS=11`) `BENCH_IDLE_SESSIONS` connection pairs
+//!     (raw TCP: connections; a multiplexer: sessions) with one idle stream each, in a child:
+//!     heap and RSS per pair idle and 3 s after each pair moved `BENCH_BURST_BYTES` (4 MiB),
+//!     and the idle process's CPU (see `scenarios/sessions.rs`).
 //!
 //! Environment: `BENCH_BULK_BYTES` (default 256 MiB), `BENCH_RUNS` (5), `BENCH_ONLY`
 //! (e.g. `smolmux,raw`), `BENCH_SCENARIOS` (e.g. `1,3`), `BENCH_RTT_COUNT` (2,000),
 //! `BENCH_OPEN_COUNT` (10,000), `BENCH_IDLE_STREAMS` (1,000), `BENCH_PROBE_SECS` (2),
-//! `BENCH_TIMEOUT_SECS` (120, per measurement).
+//! `BENCH_TIMEOUT_SECS` (120, per measurement), `BENCH_IDLE_SESSIONS` (1,000; 10,000 needs
+//! `ulimit -n` above 20,000), `BENCH_BURST_BYTES` (4 MiB).
 //!
 //! Output: a markdown table on stdout, `target/bench/results.json` and `docs/bench.svg` (both
 //! at the repository's root).
@@ -78,7 +83,8 @@ use crate::report::{cpu_model, fmt_num, median, utc_now, Cell, Metric, METRICS};
 use crate::roles::CHUNK;
 use crate::runtime::{start_executor, EXECUTOR_THREADS};
 use crate::scenarios::{
-    needs_own_process, MResult, BULK_STREAMS, LOOPBACK, OPEN_WORKERS, RTT_WARMUP, WAN, WAN_STREAMS,
+    needs_own_process, MResult, BULK_STREAMS, LOOPBACK, OPEN_WORKERS, RTT_WARMUP, SESSIONS, WAN,
+    WAN_STREAMS,
 };
 
 #[derive(Clone, Debug)]
@@ -90,6 +96,9 @@ pub(crate) struct Opts {
     pub(crate) rtt_count: usize,
     pub(crate) open_count: usize,
     pub(crate) idle_streams: usize,
+    /// Scenario 11: connection pairs held, and the bytes each moves in its burst.
+    pub(crate) idle_sessions: usize,
+    pub(crate) burst_bytes: u64,
     pub(crate) probe_secs: f64,
     pub(crate) timeout: Duration,
     /// Every measurement in this process, after an unreported warm-up round, instead of each
@@ -144,9 +153,9 @@ impl Opts {
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| match s.trim().parse::<u8>() {
-                        Ok(n @ 1..=10) => n,
+                        Ok(n @ 1..=11) => n,
                         _ => {
-                            eprintln!("BENCH_SCENARIOS: {s:?} is not a scenario number 1..=10");
+                            eprintln!("BENCH_SCENARIOS: {s:?} is not a scenario number 1..=11");
                             std::process::exit(2)
                         }
                     })
@@ -176,6 +185,8 @@ impl Opts {
             rtt_count: env_num("BENCH_RTT_COUNT", 2000usize).max(1),
             open_count: env_num("BENCH_OPEN_COUNT", 10_000usize).max(1),
             idle_streams: env_num("BENCH_IDLE_STREAMS", 1000usize).max(1),
+            idle_sessions: env_num("BENCH_IDLE_SESSIONS", 1000usize).max(1),
+            burst_bytes: env_num("BENCH_BURST_BYTES", 4u64 << 20),
             probe_secs: env_num("BENCH_PROBE_SECS", 2.0f64),
             timeout: Duration::from_secs_f64(env_num("BENCH_TIMEOUT_SECS", 120.0f64)),
             in_process: env_flag("BENCH_IN_PROCESS"),
@@ -279,6 +290,12 @@ fn main() {
             opts.wan_secs,
             opts.wan_warmup_secs,
             opts.wan_probe_secs
+        );
+    }
+    if opts.scenarios.iter().any(|s| SESSIONS.contains(s)) {
+        println!(
+            "- idle sessions (scenario 11): {} connection pairs (BENCH_IDLE_SESSIONS), one stream open on each; bursts of {} bytes (BENCH_BURST_BYTES) per pair; KiB per pair, both ends",
+            opts.idle_sessions, opts.burst_bytes
         );
     }
     println!("- units: MB = 10^6 bytes; every transferred byte is verified by its receiver");
@@ -417,7 +434,7 @@ fn main() {
             .filter(|m| range.contains(&m.scenario) && opts.scenarios.contains(&m.scenario))
             .collect()
     };
-    let mut sections = vec![(None, selected(&LOOPBACK))];
+    let mut sections = vec![(None, selected(&LOOPBACK)), (None, selected(&SESSIONS))];
     sections.extend(opts.links.iter().map(|&l| (Some(l), selected(&WAN))));
     for (link, metrics) in sections.into_iter().filter(|(_, m)| !m.is_empty()) {
         if let Some(l) = link {
@@ -540,6 +557,8 @@ fn main() {
             "open_count": opts.open_count,
             "open_workers": OPEN_WORKERS,
             "idle_streams": opts.idle_streams,
+            "idle_sessions": opts.idle_sessions,
+            "burst_bytes": opts.burst_bytes,
             "bulk_streams": BULK_STREAMS,
             "write_size": CHUNK,
             "executor_threads": EXECUTOR_THREADS,

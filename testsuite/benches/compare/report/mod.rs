@@ -130,6 +130,46 @@ pub(crate) const METRICS: &[Metric] = &[
         unit: "MB/s",
         lower_is_better: false,
     },
+    Metric {
+        key: "s11_idle_heap",
+        scenario: 11,
+        value_key: "idle_heap_kib",
+        label: "11. heap per idle connection pair, both ends (KiB, lower is better)",
+        unit: "KiB",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "s11_idle_rss",
+        scenario: 11,
+        value_key: "idle_rss_kib",
+        label: "11. RSS per idle connection pair (KiB, lower is better)",
+        unit: "KiB",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "s11_after_heap",
+        scenario: 11,
+        value_key: "after_heap_kib",
+        label: "11. heap per pair 3 s after a burst each (KiB, lower is better)",
+        unit: "KiB",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "s11_after_rss",
+        scenario: 11,
+        value_key: "after_rss_kib",
+        label: "11. RSS per pair 3 s after the burst (KiB, lower is better)",
+        unit: "KiB",
+        lower_is_better: true,
+    },
+    Metric {
+        key: "s11_idle_cpu",
+        scenario: 11,
+        value_key: "idle_cpu_percent",
+        label: "11. CPU of the idle process (% of one core, lower is better)",
+        unit: "%",
+        lower_is_better: true,
+    },
 ];
 
 #[derive(Default)]

@@ -2,12 +2,13 @@
 //! returning an [`Outcome`], and [`run`], which picks one by its number.
 //!
 //! Scenarios 1-7 run over loopback; 8-10 through an emulated WAN link (`link.rs`), which the
-//! caller sets up and passes in as the session's route.
+//! caller sets up and passes in as the session's route; 11 holds many sessions over loopback.
 
 mod bulk;
 mod echo;
 mod memory;
 mod open_close;
+mod sessions;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,6 +22,7 @@ use self::bulk::bulk;
 use self::echo::{rtt_idle, rtt_loaded};
 use self::memory::idle_memory;
 use self::open_close::open_close;
+use self::sessions::idle_sessions;
 use smol::Timer;
 
 use crate::link::LinkParams;
@@ -42,10 +44,12 @@ pub(crate) const WAN_STREAMS: u32 = 8;
 pub(crate) const LOOPBACK: std::ops::RangeInclusive<u8> = 1..=7;
 /// The scenarios through an emulated WAN link.
 pub(crate) const WAN: std::ops::RangeInclusive<u8> = 8..=10;
+/// The scenarios of many sessions at once (not run unless asked for).
+pub(crate) const SESSIONS: std::ops::RangeInclusive<u8> = 11..=11;
 
-/// Scenario 7 reads the peak RSS of the process it runs in, so it always runs in a child.
+/// Scenarios 7 and 11 read the memory of the process they run in, so they always run in a child.
 pub(crate) fn needs_own_process(scenario: u8) -> bool {
-    scenario == 7
+    scenario == 7 || SESSIONS.contains(&scenario)
 }
 
 /// Runs one measurement of `scenario` on `imp` in this process, along `route` (through `link`,
@@ -108,6 +112,7 @@ pub(crate) fn run(
             }
             r
         }
+        11 => idle_sessions(imp, route, o.idle_sessions, o.burst_bytes, o.timeout),
         _ => Err(format!("no scenario {scenario}")),
     }
 }

@@ -1,0 +1,431 @@
+//! Pacing of bulk frames while small messages share the session: the queue the bulk data builds
+//! ahead of a message is kept small without starving the bulk.
+//!
+//! The model is BBR's: the path is a pipe with a bottleneck rate and a minimum round trip, and a
+//! sender that sends at the bottleneck rate keeps about one bandwidth × delay product in flight,
+//! fills the link and builds no queue. Both quantities are measured, not configured:
+//!
+//! - the round trip: PING round trips, the smallest seen being the path's own delay (the session
+//!   measures them, see `Liveness`);
+//! - the bottleneck rate: a PONG proves that every byte sent before its PING has reached the
+//!   peer, so the bytes sent between two PINGs over the time between their PONGs is a delivery
+//!   rate sample (over the send interval if that was longer, as BBR does, so that PONGs bunched
+//!   by a queue cannot pass for a faster path). The largest of the last [`RATE_SAMPLES`] is the
+//!   estimate: a queue or a pause only lowers samples.
+//!
+//! While messages flow, bulk frames are paced (a token bucket [`BURST`] deep) at a multiple of
+//! the estimate. Until a PING first finds a queue at the bottleneck, the estimate only says
+//! what the sender managed so far (a window still growing, a transfer just begun), so the pacer
+//! starts as BBR's STARTUP does, at [`STARTUP_GAIN_64THS`]/64 (2×): the rate may double every
+//! round trip. Once a queue shows the pipe full, the gain drops to
+//! [`PACING_GAIN_64THS`]/64 (1.03×). That small excess lets the rate follow a path that got
+//! faster; the queue it builds, and the one already there when messages began, is drained from
+//! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum over
+//! it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
+//! for that long. A measurement taken before the previous drain ended is not acted on (it saw
+//! the queue that drain removes), and a delivery sample whose round included a drain is kept
+//! only if it raises the estimate: the pause was the sender's choice, not the path's rate
+//! (BBR treats application-limited samples so).
+//!
+//! Pacing needs a timer that resolves well under the round trip: on paths under
+//! [`MIN_PACED_RTT`] it stays off (the session then keeps messages fast by other means).
+
+use std::time::{Duration, Instant};
+
+/// Delivery rate samples (one per PING round trip) the estimate is the largest of: as BBR's
+/// ten-round bandwidth filter.
+pub(crate) const RATE_SAMPLES: usize = 10;
+
+/// Bulk frames are paced at this many 64ths of the estimated rate (1.03×): enough to notice a
+/// faster path within a few dozen round trips, little enough that the queue it builds between
+/// two drains stays a few percent of the round trip.
+const PACING_GAIN_64THS: u64 = 66;
+
+/// Round trips in a row that must find a queue before the pipe counts as full.
+const PIPE_FULL_ROUNDS: u8 = 2;
+
+/// The pacing gain until the pipe is known to be full (see the module documentation), in 64ths:
+/// twice the delivery rate measured so far, so a transfer that starts beside messages reaches
+/// the link's rate in a few round trips (log2 of the ratio), not in dozens.
+const STARTUP_GAIN_64THS: u64 = 128;
+
+/// How long the pacer may send at once after being idle: bursts of at most this much of the
+/// rate (and at least [`MIN_BURST_BYTES`]) go out back to back, so the timer that paces them
+/// fires about once a millisecond, not once a frame.
+pub(crate) const BURST: Duration = Duration::from_millis(2);
+
+/// The smallest burst: two full frames, so that one frame never waits for a timer.
+const MIN_BURST_BYTES: u64 = 2 * 65_535;
+
+/// A queue is drained once it exceeds this fraction of the minimum round trip (plus
+/// [`QUEUE_SLACK`]).
+pub(crate) const QUEUE_TARGET_DIVISOR: u32 = 20;
+
+/// Added to the queue target: the jitter of timers and schedulers, which a PING's round trip
+/// also measures.
+const QUEUE_SLACK: Duration = Duration::from_millis(1);
+
+/// Paths with a shorter minimum round trip are not paced: timers fire to about a millisecond,
+/// and a burst ([`BURST`]) would be most of such a round trip.
+pub(crate) const MIN_PACED_RTT: Duration = Duration::from_millis(2);
+
+/// The path model and the pacer. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    /// Bytes of PSH bodies encoded so far, on every stream.
+    sent: u64,
+    /// `sent` and the time when the outstanding PING was encoded.
+    ping: Option<(u64, Instant)>,
+    /// `sent` as of the previous PING, when it was encoded and when its PONG came.
+    last_delivery: Option<Delivery>,
+    /// The latest delivery rate samples in bytes per second, a ring.
+    rates: [u64; RATE_SAMPLES],
+    next_rate: usize,
+    /// The time by which the bytes charged so far may all have gone out at the pacing rate
+    /// (none while nothing is paced).
+    paid_until: Option<Instant>,
+    /// `sent` as of the latest [`Pacer::settle`].
+    charged: u64,
+    /// The end of the latest drain: no bulk frame goes before it, and PINGs encoded before it
+    /// measured the queue that it removes.
+    drained_until: Option<Instant>,
+    /// Whether a PING has found a queue at the bottleneck: the delivery rate then is the
+    /// path's, and the pacer leaves its startup gain.
+    pipe_full: bool,
+    /// PONGs in a row that found a queue beyond the target.
+    queued_rounds: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Delivery {
+    sent: u64,
+    ping_at: Instant,
+    pong_at: Instant,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            sent: 0,
+            ping: None,
+            last_delivery: None,
+            rates: [0; RATE_SAMPLES],
+            next_rate: 0,
+            paid_until: None,
+            charged: 0,
+            drained_until: None,
+            pipe_full: false,
+            queued_rounds: 0,
+        }
+    }
+}
+
+impl Pacer {
+    /// Counts `bytes` of a PSH body just encoded (a message's or bulk).
+    pub(crate) fn on_sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+    }
+
+    /// A PING was just encoded, after everything counted so far.
+    pub(crate) fn on_ping_sent(&mut self, now: Instant) {
+        self.ping = Some((self.sent, now));
+    }
+
+    /// The PONG to the outstanding PING came at `now`. `min_rtt` is the smallest round trip
+    /// measured (this one included); `pacing` says whether bulk frames are being paced, so that
+    /// the queue this PING measured is to be drained.
+    pub(crate) fn on_pong(&mut self, now: Instant, min_rtt: Duration, pacing: bool) {
+        let Some((sent, ping_at)) = self.ping.take() else {
+            return;
+        };
+        if let Some(last) = self.last_delivery {
+            let interval = now
+                .saturating_duration_since(last.pong_at)
+                .max(ping_at.saturating_duration_since(last.ping_at));
+            // Bulk waited for a drain during this round: the sender, not the path, set its pace.
+            let drain_limited = self.drained_until.is_some_and(|until| until > last.ping_at);
+            if let Some(rate) = per_second(sent - last.sent, interval) {
+                if !drain_limited || self.bottleneck_rate().is_none_or(|max| rate > max) {
+                    self.rates[self.next_rate] = rate;
+                    self.next_rate = (self.next_rate + 1) % RATE_SAMPLES;
+                }
+            }
+        }
+        self.last_delivery = Some(Delivery {
+            sent,
+            ping_at,
+            pong_at: now,
+        });
+        let queue = now
+            .saturating_duration_since(ping_at)
+            .saturating_sub(min_rtt);
+        if queue <= queue_target(min_rtt) {
+            self.queued_rounds = 0;
+            return;
+        }
+        // One late PONG may be a scheduler's hiccup; two in a row are a queue.
+        self.queued_rounds = self.queued_rounds.saturating_add(1);
+        self.pipe_full |= self.queued_rounds >= PIPE_FULL_ROUNDS;
+        let measured_fresh_queue = self.drained_until.is_none_or(|until| ping_at >= until);
+        if pacing && measured_fresh_queue {
+            // Send nothing for as long as the bottleneck needs to empty the queue.
+            self.drained_until = Some(now + queue);
+        }
+    }
+
+    /// The estimated bottleneck rate in bytes per second, once measured.
+    pub(crate) fn bottleneck_rate(&self) -> Option<u64> {
+        self.rates.iter().copied().max().filter(|&rate| rate > 0)
+    }
+
+    /// The bandwidth × delay product in bytes, once the rate is measured.
+    pub(crate) fn bdp(&self, min_rtt: Duration) -> Option<u64> {
+        let rate = self.bottleneck_rate()?;
+        Some((u128::from(rate) * min_rtt.as_nanos() / 1_000_000_000) as u64)
+    }
+
+    /// The pacing rate on a path of `min_rtt`: none (no pacing) on a short path or before the
+    /// bottleneck rate is known.
+    pub(crate) fn pacing_rate(&self, min_rtt: Option<Duration>) -> Option<u64> {
+        if min_rtt? < MIN_PACED_RTT {
+            return None;
+        }
+        let gain = if self.pipe_full {
+            PACING_GAIN_64THS
+        } else {
+            STARTUP_GAIN_64THS
+        };
+        Some(self.bottleneck_rate()?.saturating_mul(gain) / 64)
+    }
+
+    /// Charges the bytes sent since the previous call to the pacer at `rate` (`None`: nothing
+    /// is paced). Bytes sent while nothing was paced are not charged: pacing starts with a full
+    /// bucket.
+    pub(crate) fn settle(&mut self, now: Instant, rate: Option<u64>) {
+        let uncharged = self.sent - self.charged;
+        self.charged = self.sent;
+        let Some(rate) = rate else {
+            self.paid_until = None;
+            return;
+        };
+        // An idle bucket holds one burst, no more: time not spent sending is not saved up.
+        self.paid_until = Some(match self.paid_until {
+            Some(paid) => (paid + time_for(uncharged, rate)).max(now),
+            None => now,
+        });
+    }
+
+    /// When bulk frames may go again at `rate`: once the bytes sent (those since the latest
+    /// [`Pacer::settle`] too) are paid off but for one burst, and any drain is over.
+    pub(crate) fn release_at(&self, rate: u64) -> Option<Instant> {
+        let paced = self.paid_until.map(|paid| {
+            let paid = paid + time_for(self.sent - self.charged, rate);
+            paid.checked_sub(burst_time(rate)).unwrap_or(paid)
+        });
+        paced.max(self.drained_until)
+    }
+
+    /// Whether a bulk frame may go at `now` at `rate`.
+    pub(crate) fn may_send(&self, now: Instant, rate: u64) -> bool {
+        self.release_at(rate).is_none_or(|at| at <= now)
+    }
+}
+
+/// How much queue is let stand before it is drained.
+fn queue_target(min_rtt: Duration) -> Duration {
+    min_rtt / QUEUE_TARGET_DIVISOR + QUEUE_SLACK
+}
+
+/// The burst the bucket holds at `rate`, as time.
+fn burst_time(rate: u64) -> Duration {
+    let burst = (u128::from(rate) * BURST.as_nanos() / 1_000_000_000) as u64;
+    time_for(burst.max(MIN_BURST_BYTES), rate)
+}
+
+/// How long `bytes` take at `rate` bytes per second.
+fn time_for(bytes: u64, rate: u64) -> Duration {
+    let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(rate.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// `bytes` over `interval`, per second; none for an interval too short to measure.
+fn per_second(bytes: u64, interval: Duration) -> Option<u64> {
+    let nanos = interval.as_nanos();
+    if nanos < 100_000 {
+        return None;
+    }
+    u64::try_from(u128::from(bytes) * 1_000_000_000 / nanos).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Plays `rounds` PING round trips of `rtt`, with `rate` bytes per second sent meanwhile.
+    fn measure(pacer: &mut Pacer, t: &mut Instant, rtt: Duration, rate: u64, rounds: usize) {
+        for _ in 0..rounds {
+            pacer.on_sent((rate as u128 * rtt.as_nanos() / 1_000_000_000) as usize);
+            pacer.on_ping_sent(*t);
+            *t += rtt;
+            pacer.on_pong(*t, rtt, false);
+        }
+    }
+
+    #[test]
+    fn the_rate_is_the_largest_recent_delivery_sample() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        assert_eq!(p.bottleneck_rate(), None);
+        measure(&mut p, &mut t, 50 * MS, 25_000_000, 3);
+        assert_eq!(p.bottleneck_rate(), Some(25_000_000));
+        // A pause (the application wrote nothing) lowers samples, not the estimate.
+        measure(&mut p, &mut t, 50 * MS, 1_000_000, RATE_SAMPLES - 1);
+        assert_eq!(p.bottleneck_rate(), Some(25_000_000));
+        // Once every sample in the filter is slower, so is the estimate.
+        measure(&mut p, &mut t, 50 * MS, 1_000_000, 1);
+        assert_eq!(p.bottleneck_rate(), Some(1_000_000));
+        assert_eq!(p.bdp(50 * MS), Some(50_000));
+    }
+
+    #[test]
+    fn bunched_pongs_do_not_pass_for_a_faster_path() {
+        let mut p = Pacer::default();
+        let t = Instant::now();
+        p.on_ping_sent(t);
+        p.on_pong(t + 50 * MS, 50 * MS, false);
+        // 1 MB sent over 100 ms, but the PONG came only 1 ms after the previous one.
+        p.on_sent(1_000_000);
+        p.on_ping_sent(t + 100 * MS);
+        p.on_pong(t + 51 * MS, 50 * MS, false);
+        assert_eq!(p.bottleneck_rate(), Some(10_000_000));
+    }
+
+    #[test]
+    fn short_paths_and_unmeasured_paths_are_not_paced() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        assert_eq!(p.pacing_rate(Some(50 * MS)), None);
+        measure(&mut p, &mut t, 50 * MS, 64_000_000, 2);
+        assert_eq!(p.pacing_rate(None), None);
+        assert_eq!(p.pacing_rate(Some(MIN_PACED_RTT / 2)), None);
+        assert!(p.pacing_rate(Some(50 * MS)).is_some());
+    }
+
+    #[test]
+    fn the_pacer_doubles_the_rate_until_a_queue_shows_the_pipe_full() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        // PINGs with nothing sent (the session's first ones) say nothing about the pipe.
+        measure(&mut p, &mut t, 50 * MS, 0, 5);
+        measure(&mut p, &mut t, 50 * MS, 10_000_000, 2);
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(20_000_000));
+        // Round trips 20 ms over the minimum: a queue at the bottleneck, so 10 MB/s is the
+        // path's rate; from the second on, the pacer sends 1.03× that (one alone may be a
+        // scheduler's hiccup).
+        for expected in [20_000_000, 10_312_500] {
+            p.on_sent(500_000);
+            p.on_ping_sent(t);
+            t += 70 * MS;
+            p.on_pong(t, 50 * MS, false);
+            assert_eq!(p.pacing_rate(Some(50 * MS)), Some(expected));
+        }
+        // A round trip without a queue does not undo it.
+        measure(&mut p, &mut t, 50 * MS, 10_000_000, 1);
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_312_500));
+    }
+
+    #[test]
+    fn a_round_slowed_by_a_drain_does_not_lower_the_estimate() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 100 * MS;
+        measure(&mut p, &mut t, rtt, 10_000_000, 2);
+        // Eight samples in the filter, the 10 MB/s one the oldest.
+        measure(&mut p, &mut t, rtt, 1_000_000, RATE_SAMPLES - 3);
+        // A 50 ms queue (the ninth sample): bulk waits 50 ms.
+        p.on_sent(100_000);
+        p.on_ping_sent(t);
+        t += rtt + 50 * MS;
+        p.on_pong(t, rtt, true);
+        // The two rounds whose sending overlapped the drain deliver little, and are not
+        // counted: else the second would push the 10 MB/s sample out.
+        measure(&mut p, &mut t, rtt, 100_000, 2);
+        assert_eq!(p.bottleneck_rate(), Some(10_000_000));
+        // Later rounds count again.
+        measure(&mut p, &mut t, rtt, 1_000_000, 2);
+        assert_eq!(p.bottleneck_rate(), Some(1_000_000));
+    }
+
+    #[test]
+    fn a_paced_sender_sends_a_burst_then_the_rate() {
+        let mut p = Pacer::default();
+        let t = Instant::now();
+        let rate = 100_000_000; // 100 MB/s: the 2 ms burst is 200 kB
+        p.settle(t, Some(rate));
+        assert!(p.may_send(t, rate));
+        p.on_sent(200_000);
+        assert!(p.may_send(t, rate), "the burst itself may go at once");
+        p.on_sent(1);
+        assert!(!p.may_send(t, rate));
+        p.settle(t, Some(rate));
+        assert!(!p.may_send(t, rate));
+        // 1 MB more is paid off 10 ms later, at the rate.
+        p.on_sent(1_000_000);
+        assert!(!p.may_send(t + 10 * MS, rate));
+        assert!(p.may_send(t + 11 * MS, rate));
+        // Idle, the bucket fills up to one burst, no more.
+        p.settle(t + 1000 * MS, Some(rate));
+        p.on_sent(200_000);
+        assert!(p.may_send(t + 1000 * MS, rate));
+        p.on_sent(1_000);
+        assert!(!p.may_send(t + 1000 * MS, rate));
+    }
+
+    #[test]
+    fn sending_unpaced_leaves_no_debt_for_when_pacing_starts() {
+        let mut p = Pacer::default();
+        let t = Instant::now();
+        p.on_sent(1 << 30);
+        p.settle(t, None);
+        assert!(p.may_send(t, 1));
+        p.settle(t, Some(1_000_000));
+        assert!(p.may_send(t, 1_000_000));
+    }
+
+    #[test]
+    fn a_measured_queue_is_drained_once() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 100 * MS;
+        let rate = 10_000_000;
+        measure(&mut p, &mut t, rtt, rate, 2);
+        p.settle(t, Some(rate));
+        assert!(p.may_send(t, rate));
+        // A PING that waited 40 ms behind a queue: bulk waits 40 ms.
+        p.on_ping_sent(t);
+        t += rtt + 40 * MS;
+        p.on_pong(t, rtt, true);
+        assert!(!p.may_send(t + 39 * MS, rate));
+        assert!(p.may_send(t + 40 * MS, rate));
+        // The next PING went out during that drain and saw the same queue: no second drain.
+        p.on_ping_sent(t + MS);
+        p.on_pong(t + MS + rtt + 40 * MS, rtt, true);
+        assert!(p.may_send(t + MS + rtt + 40 * MS, rate));
+        // One sent after the drain that finds a queue again drains it again.
+        let later = t + 200 * MS;
+        p.on_ping_sent(later);
+        p.on_pong(later + rtt + 20 * MS, rtt, true);
+        assert!(!p.may_send(later + rtt + 19 * MS, rate));
+        // A queue within the target (5 ms + 1 ms of 100 ms) is let stand, and so is any queue
+        // while nothing is paced.
+        let later = later + 400 * MS;
+        p.on_ping_sent(later);
+        p.on_pong(later + rtt + 5 * MS, rtt, true);
+        assert!(p.may_send(later + rtt + 5 * MS, rate));
+        p.on_ping_sent(later + rtt);
+        p.on_pong(later + 3 * rtt, rtt, false);
+        assert!(p.may_send(later + 3 * rtt, rate));
+    }
+}
