@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
-use crate::frame::{foreign_protocol_hint, SmuxFraming};
+use crate::config::Protocol;
+use crate::frame::{foreign_protocol_hint, ProtocolError, SmuxFraming, YamuxFraming, YamuxHeader};
 use crate::read_buffer::{ReadBuffer, SHORT_READ};
 use crate::shared::Shared;
 use crate::transmit::Transmit;
@@ -228,9 +229,67 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     })
 }
 
+/// A yamux Data frame whose body is still arriving: a Go sender's frame is as long as the
+/// window it was granted (megabytes), longer than a read segment, so bodies reach the session
+/// in pieces.
+struct PartialBody {
+    header: YamuxHeader,
+    left: usize,
+}
+
+/// [`dispatch`] for yamux frames: each header, then its body in the pieces read so far, then
+/// its end (FIN and RST act after the body). `body` is the frame left unfinished by the
+/// previous call.
+fn dispatch_yamux(
+    shared: &Shared,
+    buffer: &mut ReadBuffer,
+    body: &mut Option<PartialBody>,
+) -> Dispatch {
+    let now = Instant::now();
+    shared.with(|s| {
+        let mut any = false;
+        while !s.reader_paused() {
+            let mut step = || -> Result<bool, ProtocolError> {
+                if body.is_none() {
+                    let Some(header) = buffer.next_header(YamuxFraming)? else {
+                        return Ok(false);
+                    };
+                    s.on_yamux_header(header, now)?;
+                    let left = header.body_len();
+                    *body = Some(PartialBody { header, left });
+                }
+                let partial = body.as_mut().expect("set above");
+                while partial.left > 0 {
+                    let Some(piece) = buffer.take_body(partial.left) else {
+                        return Ok(false);
+                    };
+                    partial.left -= piece.len();
+                    s.on_yamux_body(partial.header.stream_id, piece);
+                }
+                let header = body.take().expect("set above").header;
+                s.on_yamux_end(header)?;
+                Ok(true)
+            };
+            match step() {
+                Ok(true) => any = true,
+                Ok(false) => return Dispatch::Done { any },
+                Err(err) => {
+                    let err = io::Error::from(err);
+                    s.fail(err.kind(), err.to_string());
+                    return Dispatch::Ended;
+                }
+            }
+        }
+        Dispatch::Paused
+    })
+}
+
 /// Reads frames from the connection and hands them to the session, many frames per lock.
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
     let mut buffer = ReadBuffer::new();
+    // The dialect is chosen once: picomux's and smux's frames keep their own decoder.
+    let yamux = shared.with(|s| s.protocol() == Protocol::Yamux);
+    let mut yamux_body = None;
     // Whether the latest read was short, so that the next one will probably find nothing.
     let mut drained = false;
     loop {
@@ -250,7 +309,11 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         if !alive {
             return;
         }
-        match dispatch(&shared, &mut buffer) {
+        let dispatched = match yamux {
+            true => dispatch_yamux(&shared, &mut buffer, &mut yamux_body),
+            false => dispatch(&shared, &mut buffer),
+        };
+        match dispatched {
             Dispatch::Ended => return,
             Dispatch::Paused => continue,
             // Let the tasks these frames woke run first, on this thread while their data is in
@@ -266,9 +329,18 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         };
         if n == 0 {
             let partial = buffer.pending();
+            let in_body = yamux_body.as_ref().map(|body| body.left);
             let hint = foreign_protocol_hint(partial);
             shared.with(|s| {
-                if partial.is_empty() {
+                if let Some(left) = in_body {
+                    s.fail(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "connection closed in the middle of a Data frame's body \
+                             ({left} bytes of it missing)"
+                        ),
+                    );
+                } else if partial.is_empty() {
                     s.on_eof();
                 } else {
                     s.fail(

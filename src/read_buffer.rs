@@ -269,6 +269,55 @@ impl ReadBuffer {
             segment.slice(start..start + body.len())
         };
         range.start += frames.consumed();
+        self.consumed_pending();
+        Ok(Some((header, body)))
+    }
+
+    /// Decodes the next header of `framing` in the pending bytes, if a whole one is there, and
+    /// consumes it without its body: the caller takes the body with [`ReadBuffer::take_body`],
+    /// in pieces as it arrives (a yamux Data frame may be longer than a segment).
+    pub(crate) fn next_header<F: Framing>(
+        &mut self,
+        framing: F,
+    ) -> Result<Option<F::Header>, ProtocolError> {
+        let Some((index, range)) = &mut self.pending else {
+            return Ok(None);
+        };
+        let Some(head) = self.segments[*index][range.clone()].get(..F::HEADER_LEN) else {
+            return Ok(None);
+        };
+        let header = framing.decode(head)?;
+        range.start += F::HEADER_LEN;
+        self.consumed_pending();
+        Ok(Some(header))
+    }
+
+    /// Up to `max` bytes of a body whose header [`ReadBuffer::next_header`] consumed: as many
+    /// as are pending, sliced or copied as [`ReadBuffer::next_frame`] does for data. `None`
+    /// when nothing is pending.
+    pub(crate) fn take_body(&mut self, max: usize) -> Option<Bytes> {
+        let (index, range) = self.pending.as_mut()?;
+        let len = range.len().min(max);
+        if len == 0 {
+            return None;
+        }
+        let piece = range.start..range.start + len;
+        let segment = &self.segments[*index];
+        let body = if *index >= COPIED_SEGMENT || len < MIN_SLICED_BODY {
+            Bytes::copy_from_slice(&segment[piece])
+        } else {
+            segment.slice(piece)
+        };
+        range.start += len;
+        self.consumed_pending();
+        Some(body)
+    }
+
+    /// Forgets the pending range once it is all decoded.
+    fn consumed_pending(&mut self) {
+        let Some((index, range)) = &self.pending else {
+            return;
+        };
         if range.start == range.end {
             if *index == QUIET_BYTES {
                 // Decoded, and no body holds it: an idle session keeps no bytes.
@@ -276,7 +325,6 @@ impl ReadBuffer {
             }
             self.pending = None;
         }
-        Ok(Some((header, body)))
     }
 
     /// The first segment no body holds any more, or the copied one.

@@ -6,14 +6,15 @@
 //! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
 //! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
 //!
-//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2); where the
+//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2, yamux); where the
 //! dialects differ (the codec, flow control, stream ids, liveness frames, what FIN means) it
 //! asks its [`Dialect`].
 //!
 //! This file holds the state (the session's and each stream's); the methods live by concern:
 //! [`recv`] (frames from the peer, receive windows, the receive budget), [`send`] (the send
 //! scheduler), [`app`] (the application's operations), [`liveness`] (PINGs and timers),
-//! [`lifecycle`] (how the session ends) and [`admission`] (stream credits).
+//! [`lifecycle`] (how the session ends), [`admission`] (stream credits), and the dialects' own
+//! rules in [`smux`] and [`yamux`].
 //!
 //! Stream lifecycle, per direction (the session's own is in [`lifecycle`]):
 //!
@@ -61,11 +62,13 @@ mod recv;
 mod send;
 mod smux;
 mod window;
+mod yamux;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
 use smux::ByteCounts;
+use yamux::YamuxState;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -465,6 +468,8 @@ pub(crate) struct Session {
     /// The largest PSH body received: frames well below it (or below our own `max_frame_body`,
     /// from a smolmux peer) mean the peer is interleaving.
     largest_psh_received: usize,
+    /// Pings, pongs and un-ACKed opens of the yamux dialect (see [`yamux`]).
+    yamux: YamuxState,
     /// Where the session is in its life, up to its end (see [`lifecycle`]).
     phase: Phase,
     /// GOAWAY and BYE sent and received (smolmux peers).
@@ -526,8 +531,9 @@ impl Session {
             streams: HashMap::new(),
             ids: dialect.stream_ids(),
             peer_is_smolmux: false,
-            // smux has no PING: the peer is known (not smolmux) from the start.
-            peer_pinged: !dialect.pings(),
+            // Only a picomux peer may turn out to be smolmux (by its first PING): in smux and
+            // yamux the peer is known from the start.
+            peer_pinged: !dialect.is_picomux(),
             accept_queue: VecDeque::new(),
             early_resets: 0,
             refusals: VecDeque::new(),
@@ -544,6 +550,7 @@ impl Session {
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
+            yamux: YamuxState::default(),
             phase: Phase::Open,
             farewell: Farewell::default(),
             mux_dropped: false,
@@ -559,7 +566,7 @@ impl Session {
             notify_state: false,
             notify_open: false,
         };
-        if let Some(err) = invalid.or_else(|| unsupported(session.dialect.protocol)) {
+        if let Some(err) = invalid {
             session.fail(err.kind(), err.to_string());
         }
         session
@@ -584,17 +591,6 @@ impl Session {
     pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.wake)
     }
-}
-
-/// The error of a protocol whose session behaviour is not written yet: such a session ends at
-/// once rather than half-work.
-fn unsupported(protocol: Protocol) -> Option<io::Error> {
-    (protocol == Protocol::Yamux).then(|| {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            "Protocol::Yamux is not yet implemented (only its wire codec exists; issue 18)",
-        )
-    })
 }
 
 /// A handle outlived its stream's entry; the table keeps entries while handles exist, so this

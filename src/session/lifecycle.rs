@@ -357,10 +357,11 @@ impl Session {
         }
     }
 
-    /// Whether a GOAWAY should go now: we drain, the peer understands it, and the SYNs of the
-    /// streams we opened before are out (the peer refuses a SYN that follows our GOAWAY).
+    /// Whether a GOAWAY (yamux: GoAway(0)) should go now: we drain, the peer understands it,
+    /// and the SYNs of the streams we opened before are out (the peer refuses a SYN that
+    /// follows our GOAWAY).
     pub(super) fn goaway_due(&self) -> bool {
-        self.peer_is_smolmux
+        (self.peer_is_smolmux || self.dialect.is_yamux())
             && !self.farewell.goaway_sent
             && matches!(self.phase, Phase::Draining(_) | Phase::Finishing(_))
             && self.streams.values().all(|stream| stream.syn.is_none())

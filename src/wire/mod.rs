@@ -1,7 +1,7 @@
 //! The seam between the one session state machine (`session/`) and the wire dialects: what
 //! differs per protocol is decided here, once per session, and the session asks.
 //!
-//! | concern | picomux ([`picomux`]) | smux v1 / v2 ([`smux`]) | yamux ([`yamux`], codec only) |
+//! | concern | picomux ([`picomux`]) | smux v1 / v2 ([`smux`]) | yamux ([`yamux`]) |
 //! |---|---|---|---|
 //! | codec | version 1, MORE = 4 (2-byte body), PING/PONG | version 1 or 2 exactly, empty SYN/FIN/NOP, v2: UPD = 4 (8 bytes) | 12-byte big-endian header, version 0, types Data/WU/Ping/GoAway, flags SYN/ACK/FIN/RST |
 //! | flow control ([`Flow`]) | frame credits, granted by MORE | v1: none; v2: bytes, by cumulative UPD | bytes, 256 KiB initial, grown by WU deltas |
@@ -9,20 +9,18 @@
 //! | liveness ([`Dialect::pings`]) | PING/PONG, RTT measured | NOP on stream 0; anything received counts | Ping SYN/ACK with an opaque value |
 //! | stream ends ([`Dialect::fin_half_closes`]) | FIN with a reason aborts; a picomux FIN ends both ways | FIN is only a half-close; abort = FIN and discard | FIN half-closes, RST resets |
 //!
-//! yamux ([`yamux`]) has a 12-byte big-endian header with flags where the others have commands,
-//! and only its codec exists so far: a session configured for it ends at once with
-//! `Unsupported` (issue 18).
+//! yamux ([`yamux`]) has a 12-byte big-endian header with flags where the others have commands;
+//! the session's yamux rules (flags to events, Window Update deltas, ACK, Ping values, GoAway
+//! codes) are in `session/yamux.rs`.
 //!
 //! **Header layouts.** picomux and smux share the 8-byte layout (`frame::SmuxFraming`, decoded
 //! by [`decode_header`]); yamux has its own (`frame::YamuxFraming`). The reader's decoder
 //! (`FrameIter`, `ReadBuffer::next_frame`) is generic over `frame::Framing`, which gives the
 //! header's length and the body's, so picomux's decoding is compiled for its layout alone.
-//! When the session speaks yamux, the driver's `dispatch` becomes generic over the framing too
-//! and picks it once per call, by the session's protocol; yamux headers then go to a
-//! yamux `on_frame` that maps flags to the session's events. One thing the reader must learn
-//! first: a Go peer's Data frame is as long as the window it was granted (megabytes), longer
-//! than a read segment (`read_buffer::SEGMENT_LEN`), so yamux Data bodies must reach the
-//! session in pieces rather than as one complete frame.
+//! The driver picks the reader's dispatch once per session: yamux headers are decoded alone
+//! (`ReadBuffer::next_header`) and a Data body reaches the session in pieces
+//! (`ReadBuffer::take_body`), since a Go peer's Data frame is as long as the window it was
+//! granted (megabytes), longer than a read segment.
 
 pub(crate) mod picomux;
 pub(crate) mod smux;
@@ -64,6 +62,11 @@ impl Dialect {
         self.protocol == Protocol::Picomux
     }
 
+    /// Whether frames are yamux's (the session's yamux rules are in `session/yamux.rs`).
+    pub(crate) fn is_yamux(self) -> bool {
+        self.protocol == Protocol::Yamux
+    }
+
     pub(crate) fn flow(self) -> Flow {
         match self.protocol {
             Protocol::Picomux => Flow::FrameCredits,
@@ -72,9 +75,10 @@ impl Dialect {
         }
     }
 
-    /// Whether liveness is PING/PONG (with a measured RTT) rather than smux's NOP.
+    /// Whether liveness is a ping answered by a pong (with a measured RTT: picomux's PING/PONG,
+    /// yamux's Ping SYN/ACK) rather than smux's NOP.
     pub(crate) fn pings(self) -> bool {
-        self.is_picomux()
+        self.is_picomux() || self.is_yamux()
     }
 
     /// Whether a FIN only ends its sender's direction (smux, and smolmux peers), rather than

@@ -241,7 +241,6 @@ fn baseline_go_refuses_past_its_accept_backlog_with_rst() {
 // ----- echo, through mux_peer, both directions -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_dials_mux_peer_and_every_stream_echoes() {
     let Some(exe) = go_peer() else { return };
     let mut server = Peer::spawn({
@@ -260,7 +259,6 @@ fn go_dials_mux_peer_and_every_stream_echoes() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn mux_peer_dials_go_and_every_stream_echoes() {
     let Some(exe) = go_peer() else { return };
     let (mut server, addr) = go_server(exe, &[]);
@@ -285,7 +283,6 @@ fn mux_peer_dials_go_and_every_stream_echoes() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn rust_yamux_dials_us_and_every_stream_echoes() {
     run(async {
         let (listener, addr) = listen().await;
@@ -300,7 +297,6 @@ fn rust_yamux_dials_us_and_every_stream_echoes() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn we_dial_rust_yamux_and_every_stream_echoes() {
     run(async {
         let (listener, addr) = listen().await;
@@ -325,7 +321,6 @@ fn we_dial_rust_yamux_and_every_stream_echoes() {
 // ----- many streams at once -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_opens_600_streams_at_once() {
     // Past rust-yamux's 512-stream cap (hole 3), and past Go's 256 un-ACKed opens: Go's opens
     // go on only as we ACK what we accept.
@@ -341,7 +336,6 @@ fn go_opens_600_streams_at_once() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn we_open_600_streams_at_once_towards_go() {
     // Go's accept backlog is 256: we must hold our opens past 256 un-ACKed ones rather than
     // have Go reset them.
@@ -367,7 +361,6 @@ fn we_open_600_streams_at_once_towards_go() {
 // ----- half-close -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn we_half_close_and_go_replies_after_our_eof() {
     let Some(exe) = go_peer() else { return };
     let (mut server, addr) = go_server(exe, &["-reply-after-eof"]);
@@ -393,7 +386,6 @@ fn we_half_close_and_go_replies_after_our_eof() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_sends_fin_and_we_still_write_then_the_session_goes_on() {
     // Go reads nothing after its own FIN: the reply stays within its 256 KiB window.
     const BYTES: u64 = 100_000;
@@ -420,7 +412,6 @@ fn go_sends_fin_and_we_still_write_then_the_session_goes_on() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn half_close_both_ways_with_rust_yamux() {
     run(async {
         let (listener, addr) = listen().await;
@@ -459,7 +450,6 @@ fn half_close_both_ways_with_rust_yamux() {
 // ----- RST -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn our_abort_is_a_reset_for_go() {
     let Some(exe) = go_peer() else { return };
     let (mut server, addr) = go_server(exe, &[]);
@@ -486,7 +476,6 @@ fn our_abort_is_a_reset_for_go() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn gos_refusal_past_its_backlog_resets_only_that_stream() {
     let Some(exe) = go_peer() else { return };
     let (mut server, addr) = go_server(exe, &["-accept-backlog", "4", "-hold-accept", "1s"]);
@@ -528,7 +517,6 @@ fn gos_refusal_past_its_backlog_resets_only_that_stream() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn rust_yamux_dropping_an_open_stream_resets_ours() {
     run(async {
         let (listener, addr) = listen().await;
@@ -552,7 +540,6 @@ fn rust_yamux_dropping_an_open_stream_resets_ours() {
 // ----- GoAway -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_goaway_mid_transfer_completes_and_stops_new_opens() {
     // Hole 2 the other way round: rust-yamux drops everything at Go's GoAway(0); we finish.
     let Some(exe) = go_peer() else { return };
@@ -573,7 +560,6 @@ fn go_goaway_mid_transfer_completes_and_stops_new_opens() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_client_goaway_mid_transfer_completes() {
     let Some(exe) = go_peer() else { return };
     run(async {
@@ -598,7 +584,6 @@ fn go_client_goaway_mid_transfer_completes() {
 // ----- open, then close without data -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_opens_then_closes_without_data_and_gets_our_fins() {
     let Some(exe) = go_peer() else { return };
     run(async {
@@ -612,7 +597,6 @@ fn go_opens_then_closes_without_data_and_gets_our_fins() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn we_open_then_close_without_data_towards_go() {
     // Hole 4: rust-yamux sends such a FIN without SYN and hangs; our SYN must go out first.
     let Some(exe) = go_peer() else { return };
@@ -632,7 +616,6 @@ fn we_open_then_close_without_data_towards_go() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn rust_yamux_opens_then_closes_without_data() {
     // rust-yamux's FIN comes without SYN (YAMUX.md §5); against Go it then hangs. We take it
     // as the open and the close, and answer with our FIN.
@@ -656,7 +639,6 @@ fn rust_yamux_opens_then_closes_without_data() {
 // ----- Go's large writes -----
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn go_writes_of_16_mib_arrive_as_frames_over_1_mib() {
     // Hole 1: a Go Write goes out as one Data frame as large as the window we grant; rust-yamux
     // drops the session past 1 MiB. We accept anything within our window.
@@ -696,7 +678,6 @@ fn keepalive_config(role: Role) -> Config {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn keepalive_holds_an_idle_session_we_dialed() {
     let Some(exe) = go_peer() else { return };
     let (_server, addr) = go_server(exe, &GO_KEEPALIVE);
@@ -714,7 +695,6 @@ fn keepalive_holds_an_idle_session_we_dialed() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn keepalive_holds_an_idle_session_go_dialed() {
     let Some(exe) = go_peer() else { return };
     let idle = format!("{}ms", IDLE.as_millis());
@@ -730,7 +710,6 @@ fn keepalive_holds_an_idle_session_go_dialed() {
 }
 
 #[test]
-#[ignore = "yamux dialect not implemented yet (issue 18)"]
 fn our_pings_do_not_upset_rust_yamux_which_never_times_out() {
     // rust-yamux answers our Pings and pings us; it ends the session for a pong it did not ask
     // for, so a live session after a few intervals means we sent none.
@@ -745,22 +724,5 @@ fn our_pings_do_not_upset_rust_yamux_which_never_times_out() {
         rust_yamux_exchange(&handle, 1, 100_000).await;
         drop(handle);
         let _ = ended(driver).await;
-    });
-}
-
-// ----- until the dialect lands -----
-
-#[test]
-fn a_yamux_session_says_it_is_not_yet_implemented() {
-    // The one behaviour of `Protocol::Yamux` today; remove this test when the dialect lands.
-    run(async {
-        let (listener, addr) = listen().await;
-        let connecting = spawn(async move { TcpStream::connect(addr).await });
-        let (mux, driver) = accept(&listener, config(Role::Server)).await;
-        let err = ended(driver).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-        assert!(err.to_string().contains("not yet implemented"), "{err}");
-        assert!(mux.open(b"").await.is_err());
-        drop(connecting.await);
     });
 }

@@ -1,0 +1,463 @@
+//! What the session does differently in the yamux dialect (the header rules are in
+//! [`crate::wire::yamux`]; `/work/shared/YAMUX.md` has both implementations' behaviour).
+//!
+//! yamux's frames carry flags where the other dialects have commands, so a received header is
+//! taken apart here into the session's events, in the order the flags mean: SYN opens the
+//! stream ([`Session::on_syn`]), ACK accepts one of ours, a Window Update's delta grows the
+//! send window, a Data frame's body goes to the stream, and only after the body FIN
+//! half-closes ([`Session::on_fin`]) and RST resets (an abort whose reason the peer cannot
+//! send). A Data body may be megabytes long (a Go sender writes up to the window it was
+//! granted, more than a read segment holds): the driver hands it over in pieces
+//! ([`Session::on_yamux_body`]), and the window is checked against the whole length when the
+//! header arrives.
+//!
+//! Flow control reuses smux v2's byte counts ([`ByteCounts`]): yamux's receiver grants deltas
+//! where smux's tells a cumulative count and a window, so we keep the limit the peer knows as
+//! `read_told + window_told` (256 KiB before any update) and grant the difference when the
+//! limit moves up; a yamux window never shrinks. Sending, a Window Update adds its delta to the
+//! stream's credits (overflowing 2^32 - 1 is an error, as in rust-yamux).
+//!
+//! What yamux has and the others do not: the ACK of an accepted stream (sent when the
+//! application accepts it, as Go does, so a full accept backlog makes the opener wait rather
+//! than be reset), at most [`MAX_UNACKED_OPENS`] of our opens awaiting their ACK (further
+//! opens wait, as in both implementations), Pings with an opaque value (we answer each on
+//! stream 0 and never send a pong nobody asked for), and GoAway codes: 0 drains the session as
+//! smolmux's GOAWAY does (the peer opens nothing more; existing streams finish), 1 and 2 end it
+//! with an error naming the code.
+
+use super::*;
+use crate::frame::{Flags, FrameType, GoAwayCode, YamuxHeader};
+
+/// Most of our opens that may await the peer's ACK at once: both Go (`AcceptBacklog`) and
+/// rust-yamux (`MAX_ACK_BACKLOG`) stop there, and a Go acceptor resets the SYNs past its
+/// 256-stream backlog.
+pub(super) const MAX_UNACKED_OPENS: u32 = 256;
+
+/// Most Pings answered later than they came: past it the reader waits for the writer (as for
+/// refusals), so a Ping flood costs bounded memory and every Ping still gets its pong.
+pub(super) const MAX_OWED_PONGS: usize = 64;
+
+/// The session's yamux state (left at its default in the other dialects).
+#[derive(Debug, Default)]
+pub(super) struct YamuxState {
+    /// The opaque value of our next Ping (a counter, as Go's).
+    next_ping: u32,
+    /// The value of our Ping awaiting its pong.
+    ping_out: Option<u32>,
+    /// The values of the peer's Pings still to answer, oldest first.
+    pongs_owed: VecDeque<u32>,
+    /// Our opens that await the peer's ACK.
+    unacked_opens: u32,
+    /// The highest id the peer has opened (ids count up, so a higher one is new).
+    highest_peer_id: Option<u32>,
+}
+
+impl YamuxState {
+    /// Whether the reader must wait for the writer to send the pongs owed.
+    pub(super) fn pongs_full(&self) -> bool {
+        self.pongs_owed.len() >= MAX_OWED_PONGS
+    }
+}
+
+/// Appends one body-less yamux frame (or a Data frame's header) to `out`.
+fn encode(out: &mut Transmit, frame_type: FrameType, flags: Flags, stream_id: u32, length: u32) {
+    let header = YamuxHeader {
+        frame_type,
+        flags,
+        stream_id,
+        length,
+    };
+    out.encode(|b| header.encode(b));
+}
+
+impl Session {
+    /// A yamux header from the peer (for a Data frame, before its body): everything but FIN and
+    /// RST, which [`Session::on_yamux_end`] handles after the body.
+    pub(crate) fn on_yamux_header(
+        &mut self,
+        header: YamuxHeader,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        let id = header.stream_id;
+        tracing::trace!(?header, "frame received");
+        match header.frame_type {
+            FrameType::Ping if header.flags.contains(Flags::SYN) => {
+                self.yamux.pongs_owed.push_back(header.length);
+                self.wake_writer();
+                Ok(())
+            }
+            FrameType::Ping => {
+                if self.yamux.ping_out == Some(header.length) {
+                    self.yamux.ping_out = None;
+                    self.on_pong(now);
+                } else {
+                    // Go ignores a pong it did not ask for too (rust-yamux ends the session).
+                    tracing::debug!(value = header.length, "unsolicited yamux pong ignored");
+                }
+                Ok(())
+            }
+            FrameType::GoAway => match header.go_away_code() {
+                Some(GoAwayCode::Normal) => {
+                    self.on_goaway();
+                    Ok(())
+                }
+                Some(code) => Err(ProtocolError(format!(
+                    "the peer ended the session with GoAway({}: {})",
+                    code.to_u32(),
+                    match code {
+                        GoAwayCode::ProtocolError => "protocol error",
+                        _ => "internal error",
+                    }
+                ))),
+                None => Err(ProtocolError("GoAway with an unknown code".into())),
+            },
+            FrameType::Data | FrameType::WindowUpdate => {
+                if header.flags.contains(Flags::SYN) || self.is_sly_open(header) {
+                    self.yamux.highest_peer_id = self.yamux.highest_peer_id.max(Some(id));
+                    self.on_syn(id, b"")?;
+                }
+                if header.flags.contains(Flags::ACK) {
+                    self.on_yamux_ack(id);
+                }
+                match header.frame_type {
+                    FrameType::Data => self.on_yamux_data(id, header.length),
+                    _ => self.on_window_update(id, header.length),
+                }
+            }
+        }
+    }
+
+    /// Whether `header` opens a stream without SYN: rust-yamux closes a stream it opened
+    /// before writing to it with a FIN that lacks the SYN (YAMUX.md §5; Go ignores it and the
+    /// opener hangs). A FIN on an id of the peer's that is higher than any it opened can only
+    /// be that: we take it as the open and the close.
+    fn is_sly_open(&self, header: YamuxHeader) -> bool {
+        let id = header.stream_id;
+        header.flags.contains(Flags::FIN)
+            && !header.flags.contains(Flags::RST)
+            && self
+                .yamux
+                .highest_peer_id
+                .is_none_or(|highest| id > highest)
+            && self.dialect.check_peer_id(id).is_ok()
+    }
+
+    /// The peer accepted stream `id` of ours: one open less awaits its ACK.
+    fn on_yamux_ack(&mut self, id: u32) {
+        let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        else {
+            return;
+        };
+        if std::mem::take(&mut counts.awaiting_ack) {
+            self.yamux.unacked_opens -= 1;
+            self.notify_open = true;
+        }
+    }
+
+    /// A Window Update's delta: more the peer lets us send on stream `id`.
+    fn on_window_update(&mut self, id: u32, delta: u32) -> Result<(), ProtocolError> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // a stream we have forgotten (both implementations ignore these)
+        };
+        stream.send_credits = stream.send_credits.checked_add(delta).ok_or_else(|| {
+            ProtocolError(format!(
+                "Window Update on stream {id} overflows the send window ({} + {delta} bytes \
+                 is more than 2^32 - 1)",
+                stream.send_credits
+            ))
+        })?;
+        if let Some(counts) = stream.bytes.as_deref_mut() {
+            // The peer is still granting: any stall counts afresh from here.
+            counts.stalled_since = None;
+        }
+        self.schedule_data(id);
+        self.watch_stall(id);
+        Ok(())
+    }
+
+    /// A Data header announcing `len` bytes for stream `id`: they must fit the window we
+    /// granted (checked now, before the body arrives), and count as received.
+    fn on_yamux_data(&mut self, id: u32, len: u32) -> Result<(), ProtocolError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // refused or forgotten: the body is drained and dropped
+        };
+        let Some(counts) = stream.bytes.as_deref_mut() else {
+            return Ok(());
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        if matches!(stream.recv, RecvState::Finished) {
+            return Err(ProtocolError(format!("Data on stream {id} after its FIN")));
+        }
+        let in_flight = counts.received.wrapping_sub(counts.read_told);
+        let window = counts.known_window();
+        if u64::from(in_flight) + u64::from(len) > u64::from(window) {
+            return Err(ProtocolError(format!(
+                "Data on stream {id} overruns its receive window: {len} bytes, {} allowed",
+                window.saturating_sub(in_flight)
+            )));
+        }
+        counts.received = counts.received.wrapping_add(len);
+        Ok(())
+    }
+
+    /// A piece of a Data body for stream `id` (the window was checked at its header).
+    pub(crate) fn on_yamux_body(&mut self, id: u32, piece: Bytes) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if matches!(stream.recv, RecvState::Open) && !stream.handles.reader_dropped() {
+            self.recv_buffered += piece.len();
+            stream.recv_queue.push_back(piece);
+            self.wake.extend(stream.read_waker.take());
+            return;
+        }
+        // Nobody will read it: count it as read, so the sender is not left waiting.
+        stream.count_read(piece.len());
+        self.consider_upd(id);
+    }
+
+    /// The end of a yamux frame (after a Data frame's body): its FIN or RST.
+    pub(crate) fn on_yamux_end(&mut self, header: YamuxHeader) -> Result<(), ProtocolError> {
+        let id = header.stream_id;
+        let stream_frame = matches!(header.frame_type, FrameType::Data | FrameType::WindowUpdate);
+        if stream_frame && header.flags.contains(Flags::RST) {
+            let refused = self
+                .streams
+                .get(&id)
+                .and_then(|stream| stream.bytes.as_deref())
+                .is_some_and(|counts| counts.awaiting_ack);
+            let reason = match refused {
+                // Go resets the SYNs past its accept backlog, and after its GoAway.
+                true => "stream refused by the peer (RST before its ACK)",
+                false => "stream reset by the peer (RST)",
+            };
+            self.on_fin(id, reason.as_bytes())?;
+        } else if stream_frame && header.flags.contains(Flags::FIN) {
+            let again = self
+                .streams
+                .get(&id)
+                .is_some_and(|stream| matches!(stream.recv, RecvState::Finished));
+            if again {
+                // Go ends its session for this too; a peer that repeats FIN lost count.
+                return Err(ProtocolError(format!("second FIN on stream {id}")));
+            }
+            self.on_fin(id, b"")?;
+        }
+        if !self.is_open() {
+            self.progress();
+        }
+        Ok(())
+    }
+
+    /// The application accepted stream `id`: its ACK goes out (with the window beyond the
+    /// initial 256 KiB).
+    pub(super) fn owe_yamux_ack(&mut self, id: u32) {
+        if !self.dialect.is_yamux() {
+            return;
+        }
+        if let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        {
+            counts.ack_owed = true;
+        }
+        self.consider_upd(id);
+    }
+
+    /// Counts a stream we open as awaiting its ACK.
+    pub(super) fn count_unacked_open(&mut self, id: u32) {
+        if !self.dialect.is_yamux() {
+            return;
+        }
+        if let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        {
+            counts.awaiting_ack = true;
+            self.yamux.unacked_opens += 1;
+        }
+    }
+
+    /// A stream left the table: if it still awaited its ACK, another open may go.
+    pub(super) fn forget_unacked(&mut self, stream: &StreamState) {
+        if stream
+            .bytes
+            .as_deref()
+            .is_some_and(|counts| counts.awaiting_ack)
+        {
+            self.yamux.unacked_opens -= 1;
+            self.notify_open = true;
+        }
+    }
+
+    /// Whether the un-ACKed opens leave room for another (always, outside yamux).
+    pub(super) fn unacked_room(&self) -> bool {
+        self.yamux.unacked_opens < MAX_UNACKED_OPENS
+    }
+
+    /// Queues a Window Update for stream `id` when one is due: its ACK is owed, or the limit
+    /// the peer knows is half a window or more behind what we may grant (Go's and
+    /// rust-yamux's rule).
+    pub(super) fn consider_yamux_update(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.grant_scheduled || stream.syn.is_some() {
+            return;
+        }
+        let Some(counts) = stream.bytes.as_deref() else {
+            return;
+        };
+        let due = match stream.recv {
+            RecvState::Reset(_) => false, // nothing follows an RST
+            RecvState::Finished => counts.ack_owed,
+            RecvState::Open => {
+                counts.ack_owed || counts.grantable(stream.window) >= stream.window / 2
+            }
+        };
+        if !due {
+            return;
+        }
+        stream.grant_scheduled = true;
+        self.grant_queue.push_back(id);
+        self.wake_writer();
+    }
+
+    /// Encodes the Window Update queued for stream `id` (with its ACK, if owed), unless it is
+    /// no longer wanted.
+    pub(super) fn encode_yamux_update(&mut self, id: u32, out: &mut Transmit) -> bool {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        stream.grant_scheduled = false;
+        let open = match stream.recv {
+            RecvState::Reset(_) => return false,
+            RecvState::Finished => false,
+            RecvState::Open => true,
+        };
+        let chosen = stream.window;
+        let window = if open {
+            self.smux_window_limit(id, chosen)
+        } else {
+            0
+        };
+        let Some(counts) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|stream| stream.bytes.as_deref_mut())
+        else {
+            return false;
+        };
+        let delta = counts.grantable(window);
+        let ack = std::mem::take(&mut counts.ack_owed);
+        if delta == 0 && !ack {
+            return false;
+        }
+        if delta > 0 {
+            // The peer's limit is now `read + window`.
+            counts.read_told = counts.read;
+            counts.window_told = window;
+        }
+        let flags = if ack { Flags::ACK } else { Flags::default() };
+        tracing::trace!(id, delta, ack, "Window Update sent");
+        encode(out, FrameType::WindowUpdate, flags, id, delta);
+        true
+    }
+
+    /// Encodes the first pong owed, if any.
+    pub(super) fn encode_yamux_pong(&mut self, out: &mut Transmit) -> bool {
+        let Some(value) = self.yamux.pongs_owed.pop_front() else {
+            return false;
+        };
+        tracing::trace!(value, "pong sent");
+        encode(out, FrameType::Ping, Flags::ACK, 0, value);
+        self.wake_reader_if_room();
+        true
+    }
+
+    /// Encodes our Ping, with the next opaque value.
+    pub(super) fn encode_yamux_ping(&mut self, out: &mut Transmit, now: Instant) {
+        self.liveness.ping_wanted = false;
+        self.liveness.ping_sent_at = Some(now);
+        self.pacer.on_ping_sent(now);
+        let value = self.yamux.next_ping;
+        self.yamux.next_ping = value.wrapping_add(1);
+        self.yamux.ping_out = Some(value);
+        tracing::trace!(value, "Ping sent");
+        encode(out, FrameType::Ping, Flags::SYN, 0, value);
+        self.wake.extend(self.timer_waker.take());
+    }
+
+    /// Encodes GoAway(0): we open and accept no more streams.
+    pub(super) fn encode_yamux_goaway(out: &mut Transmit) {
+        encode(
+            out,
+            FrameType::GoAway,
+            Flags::default(),
+            0,
+            GoAwayCode::Normal.to_u32(),
+        );
+    }
+
+    /// Encodes the refusal of a stream the peer opened: an RST on a Window Update.
+    pub(super) fn encode_yamux_refusal(out: &mut Transmit, id: u32) {
+        encode(out, FrameType::WindowUpdate, Flags::RST, id, 0);
+    }
+
+    /// Encodes the SYN of a stream we open: a Window Update, as Go opens (data may follow).
+    pub(super) fn encode_yamux_syn(out: &mut Transmit, id: u32) {
+        encode(out, FrameType::WindowUpdate, Flags::SYN, id, 0);
+    }
+
+    /// Encodes a Data header for `len` bytes of stream `id`.
+    pub(super) fn encode_yamux_data_header(out: &mut Transmit, id: u32, len: usize) {
+        encode(out, FrameType::Data, Flags::default(), id, len as u32);
+    }
+
+    /// Encodes the end of our direction of stream `stream` (`id`): FIN, or RST for an abort
+    /// (after which the peer sends nothing more on it either, so the stream may go).
+    pub(super) fn encode_yamux_end(out: &mut Transmit, id: u32, stream: &mut StreamState) {
+        let reset = matches!(stream.send, SendState::Done(SendEnd::Reset(_)));
+        let flags = match reset {
+            true => {
+                if let Some(counts) = stream.bytes.as_deref_mut() {
+                    counts.peer_fin = true;
+                }
+                Flags::RST
+            }
+            false => Flags::FIN,
+        };
+        encode(out, FrameType::WindowUpdate, flags, id, 0);
+    }
+}
+
+impl ByteCounts {
+    /// The window the peer was last told: 256 KiB before any Window Update of ours.
+    fn known_window(&self) -> u32 {
+        match self.window_told {
+            0 => INITIAL_PEER_WINDOW,
+            told => told,
+        }
+    }
+
+    /// How much a Window Update would grant now, with `window` bytes allowed beyond what the
+    /// application has read: the distance from the limit the peer knows to `read + window`
+    /// (a yamux window only grows).
+    fn grantable(&self, window: u32) -> u32 {
+        let known = self.read_told.wrapping_add(self.known_window());
+        let wanted = self.read.wrapping_add(window);
+        // Windows stay below 2^31 (see `Session::smux_window`): the difference's sign tells.
+        let ahead = wanted.wrapping_sub(known) as i32;
+        ahead.max(0) as u32
+    }
+}
