@@ -23,8 +23,11 @@ use parking_lot::Mutex;
 use tracing::Instrument as _;
 
 use crate::config::Protocol;
-use crate::frame::{foreign_protocol_hint, ProtocolError, SmuxFraming, YamuxFraming, YamuxHeader};
+use crate::frame::{
+    foreign_protocol_hint, ProtocolError, SmuxFraming, YamuxFraming, YamuxHeader, MAX_BODY,
+};
 use crate::read_buffer::{ReadBuffer, SHORT_READ};
+use crate::session::Session;
 use crate::shared::Shared;
 use crate::transmit::Transmit;
 
@@ -237,9 +240,10 @@ struct PartialBody {
     left: usize,
 }
 
-/// [`dispatch`] for yamux frames: each header, then its body in the pieces read so far, then
-/// its end (FIN and RST act after the body). `body` is the frame left unfinished by the
-/// previous call.
+/// [`dispatch`] for yamux frames: each header, then its body in pieces of at most
+/// [`MAX_BODY`] bytes (so the session holds at most one piece past its receive budget, as it
+/// holds at most one frame in the other dialects), then its end (FIN and RST act after the
+/// body). `body` is the frame left unfinished by the previous call.
 fn dispatch_yamux(
     shared: &Shared,
     buffer: &mut ReadBuffer,
@@ -249,28 +253,7 @@ fn dispatch_yamux(
     shared.with(|s| {
         let mut any = false;
         while !s.reader_paused() {
-            let mut step = || -> Result<bool, ProtocolError> {
-                if body.is_none() {
-                    let Some(header) = buffer.next_header(YamuxFraming)? else {
-                        return Ok(false);
-                    };
-                    s.on_yamux_header(header, now)?;
-                    let left = header.body_len();
-                    *body = Some(PartialBody { header, left });
-                }
-                let partial = body.as_mut().expect("set above");
-                while partial.left > 0 {
-                    let Some(piece) = buffer.take_body(partial.left) else {
-                        return Ok(false);
-                    };
-                    partial.left -= piece.len();
-                    s.on_yamux_body(partial.header.stream_id, piece);
-                }
-                let header = body.take().expect("set above").header;
-                s.on_yamux_end(header)?;
-                Ok(true)
-            };
-            match step() {
+            match yamux_step(s, buffer, body, now) {
                 Ok(true) => any = true,
                 Ok(false) => return Dispatch::Done { any },
                 Err(err) => {
@@ -282,6 +265,37 @@ fn dispatch_yamux(
         }
         Dispatch::Paused
     })
+}
+
+/// Hands the session one yamux header or one piece of a body; whether there was one.
+fn yamux_step(
+    s: &mut Session,
+    buffer: &mut ReadBuffer,
+    body: &mut Option<PartialBody>,
+    now: Instant,
+) -> Result<bool, ProtocolError> {
+    let Some(partial) = body else {
+        let Some(header) = buffer.next_header(YamuxFraming)? else {
+            return Ok(false);
+        };
+        s.on_yamux_header(header, now)?;
+        match header.body_len() {
+            0 => s.on_yamux_end(header)?,
+            left => *body = Some(PartialBody { header, left }),
+        }
+        return Ok(true);
+    };
+    let Some(piece) = buffer.take_body(partial.left.min(MAX_BODY)) else {
+        return Ok(false);
+    };
+    partial.left -= piece.len();
+    s.on_yamux_body(partial.header.stream_id, piece);
+    if partial.left == 0 {
+        let header = partial.header;
+        *body = None;
+        s.on_yamux_end(header)?;
+    }
+    Ok(true)
 }
 
 /// Reads frames from the connection and hands them to the session, many frames per lock.

@@ -249,6 +249,7 @@ impl Session {
                 max_body
             };
         let dialect = self.dialect;
+        let syn_window = self.yamux_syn_window(id);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -264,7 +265,7 @@ impl Session {
                 let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
                 match dialect.is_yamux() {
-                    true => Session::encode_yamux_syn(out, id),
+                    true => Session::encode_yamux_syn(out, id, stream, syn_window),
                     false => out.encode(|b| {
                         encode_frame_as(b, dialect.protocol, Command::Syn, id, &metadata)
                     }),

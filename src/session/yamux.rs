@@ -414,9 +414,37 @@ impl Session {
         encode(out, FrameType::WindowUpdate, Flags::RST, id, 0);
     }
 
-    /// Encodes the SYN of a stream we open: a Window Update, as Go opens (data may follow).
-    pub(super) fn encode_yamux_syn(out: &mut Transmit, id: u32) {
-        encode(out, FrameType::WindowUpdate, Flags::SYN, id, 0);
+    /// The window the SYN of stream `id` grants, if its SYN is what it sends next in yamux.
+    pub(super) fn yamux_syn_window(&self, id: u32) -> u32 {
+        match self.streams.get(&id) {
+            Some(stream) if self.dialect.is_yamux() && stream.syn.is_some() => {
+                self.smux_window_limit(id, stream.window)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Encodes the SYN of stream `stream` (`id`), which we open: a Window Update, as Go opens
+    /// (data may follow), whose delta grants `window` at once, beyond the initial 256 KiB (so
+    /// the answer to a request need not wait for our first read).
+    pub(super) fn encode_yamux_syn(
+        out: &mut Transmit,
+        id: u32,
+        stream: &mut StreamState,
+        window: u32,
+    ) {
+        let delta = match stream.bytes.as_deref_mut() {
+            Some(counts) => {
+                let delta = counts.grantable(window);
+                if delta > 0 {
+                    counts.read_told = counts.read;
+                    counts.window_told = window;
+                }
+                delta
+            }
+            None => 0,
+        };
+        encode(out, FrameType::WindowUpdate, Flags::SYN, id, delta);
     }
 
     /// Encodes a Data header for `len` bytes of stream `id`.
