@@ -25,7 +25,7 @@ pub(super) struct ByteCounts {
     /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
     pub(super) peer_fin: bool,
     /// The latest PSH received was well below full size (see [`Session::on_smux_psh`]).
-    previous_psh_small: bool,
+    pub(super) previous_psh_small: bool,
     /// Since when (the first timer run that saw it) our writer has waited on a closed window
     /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
     pub(super) stalled_since: Option<Instant>,
@@ -65,7 +65,8 @@ impl StreamState {
 /// The window, in bytes, that a version-2 stream announces while its sender interleaves it
 /// with other streams' messages: the bytes of picomux's 10 interleaved frames from a smolmux
 /// sender (quarter frames), so that a message queues behind as little as in picomux mode.
-const INTERLEAVED_WINDOW: u32 = INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
+pub(super) const INTERLEAVED_WINDOW: u32 =
+    INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
 
 impl Session {
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or

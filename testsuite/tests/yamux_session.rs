@@ -317,3 +317,25 @@ fn close_sends_goaway_the_peer_opens_nothing_more_and_both_ends_finish() {
         hang_guard(pair.driver_b).await.unwrap();
     });
 }
+
+#[test]
+fn the_peer_of_a_close_ends_cleanly_even_when_the_closer_hangs_up_at_once() {
+    // The closer's GoAway(0) drains the peer, which answers with its own GoAway and closes its
+    // write half; the closer, done with every stream, may drop the connection before those
+    // arrive, so the peer's last writes can fail. Its session still ends cleanly (the
+    // benchmark's teardown found this: "connection write failed: Transport endpoint is not
+    // connected").
+    for _ in 0..20 {
+        run(async {
+            let pair = pair().await;
+            let _echo = spawn_echo_server(pair.b.clone());
+            let mut stream = pair.a.open(b"").await.unwrap();
+            assert_eq!(round_trip(&mut stream, b"hi").await.unwrap(), b"hi");
+            drop(stream);
+            hang_guard(pair.a.close()).await.unwrap();
+            drop(pair.a);
+            hang_guard(pair.driver_b).await.unwrap();
+            hang_guard(pair.driver_a).await.unwrap();
+        });
+    }
+}
