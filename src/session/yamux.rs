@@ -504,3 +504,50 @@ impl ByteCounts {
         ahead.max(0) as u32
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(read: u32, read_told: u32, window_told: u32) -> ByteCounts {
+        let mut counts = ByteCounts::default();
+        counts.read = read;
+        counts.read_told = read_told;
+        counts.window_told = window_told;
+        counts
+    }
+
+    #[test]
+    fn before_any_update_the_peer_knows_256_kib() {
+        let fresh = counts(0, 0, 0);
+        assert_eq!(fresh.known_window(), INITIAL_PEER_WINDOW);
+        // A 4 MiB window is granted beyond it; one no larger grants nothing.
+        assert_eq!(fresh.grantable(4 << 20), (4 << 20) - INITIAL_PEER_WINDOW);
+        assert_eq!(fresh.grantable(INITIAL_PEER_WINDOW), 0);
+    }
+
+    #[test]
+    fn a_grant_is_what_was_read_since_the_last_plus_any_growth() {
+        // Told: read 1000, window 300,000 (the limit 301,000). Read 50,000 more.
+        let c = counts(51_000, 1000, 300_000);
+        assert_eq!(c.grantable(300_000), 50_000);
+        assert_eq!(c.grantable(400_000), 150_000);
+    }
+
+    #[test]
+    fn a_smaller_window_grants_nothing_until_reading_passes_the_old_limit() {
+        // yamux windows only grow: the limit the peer knows (301,000) stays until read + the
+        // smaller window passes it.
+        let c = counts(51_000, 1000, 300_000);
+        assert_eq!(c.grantable(100_000), 0);
+        let c = counts(250_000, 1000, 300_000);
+        assert_eq!(c.grantable(100_000), 49_000);
+    }
+
+    #[test]
+    fn the_counts_wrap_at_2_32() {
+        let c = counts(10, u32::MAX - 99, 200_000);
+        // 110 bytes read since the last update, across the wrap.
+        assert_eq!(c.grantable(200_000), 110);
+    }
+}
