@@ -365,10 +365,12 @@ impl Session {
 
     /// smux: whether unread data fills `session_receive_buffer`, so that the reader stops until
     /// the application reads (smux's session-wide backpressure: a smux sender expects it, and
-    /// version 1 has nothing else). picomux resets streams instead (see
+    /// version 1 has nothing else). picomux and yamux reset streams instead (see
     /// [`Session::enforce_receive_budget`]).
     pub(super) fn receive_budget_full(&self) -> bool {
-        !self.dialect.is_picomux() && self.recv_buffered >= self.config.session_receive_buffer
+        !self.dialect.is_picomux()
+            && !self.dialect.is_yamux()
+            && self.recv_buffered >= self.config.session_receive_buffer
     }
 
     /// smux: starts the keepalive schedule at the session's first timer run (the first NOP

@@ -232,6 +232,9 @@ impl Session {
             self.recv_buffered += piece.len();
             stream.recv_queue.push_back(piece);
             self.wake.extend(stream.read_waker.take());
+            // The session budget's rule is picomux mode's: reset the stream read longest ago,
+            // rather than stop reading (which would leave Pings and pongs unread too).
+            self.enforce_receive_budget();
             return;
         }
         // Nobody will read it: count it as read, so the sender is not left waiting.

@@ -250,6 +250,79 @@ fn an_unread_stream_holds_at_most_its_window_and_others_go_on() {
     });
 }
 
+/// Streams whose readers stall fill the session's budget (every new stream gets 256 KiB, more
+/// than the budget's share). As in picomux mode, the stream read longest ago is reset (an RST
+/// saying why) rather than the reader stopped: a stopped reader would leave the peer's Pings
+/// and our pongs unread, and the keepalive would end the session. Memory stays within the
+/// budget, the session and the other streams go on.
+#[test]
+fn a_full_receive_budget_resets_the_stream_read_longest_ago_and_the_session_goes_on() {
+    const STREAMS: usize = 8;
+    const EACH: usize = 250_000;
+    run(async {
+        let window = Config::MIN_STREAM_RECEIVE_BUFFER;
+        let pair = pair_with(|config| {
+            config
+                .stream_receive_buffer(window)
+                .session_receive_buffer(window)
+                .ping_interval(Some(Duration::from_millis(50)))
+                .ping_timeout(Duration::from_millis(300))
+        })
+        .await;
+        // All accepted before any data comes (a stream reset while still in the backlog
+        // would never be accepted).
+        let mut opened = Vec::new();
+        for _ in 0..STREAMS {
+            opened.push(pair.a.open(b"").await.unwrap());
+        }
+        let mut accepted = Vec::new();
+        for _ in 0..STREAMS {
+            accepted.push(pair.b.accept().await.unwrap());
+        }
+        let writers: Vec<_> = opened
+            .into_iter()
+            .map(|mut stream| {
+                spawn(async move {
+                    let data = pattern(u64::from(stream.id()), EACH);
+                    // A reset stream's writes fail: that is the point.
+                    let _ = stream.write_all(&data).await;
+                    let _ = stream.close().await;
+                    stream
+                })
+            })
+            .collect();
+        // Many ping timeouts long, reading nothing.
+        for _ in 0..30 {
+            sleep(Duration::from_millis(50)).await;
+            let held = pair.b.stats().recv_buffered_bytes;
+            assert!(held <= window + 65_535, "held {held}");
+        }
+        assert!(pair.a.is_alive() && pair.b.is_alive());
+        let (mut whole, mut reset) = (0, 0);
+        for mut stream in accepted {
+            let mut got = Vec::new();
+            match stream.read_to_end(&mut got).await {
+                Ok(_) => {
+                    assert!(got == pattern(u64::from(stream.id()), EACH));
+                    whole += 1;
+                }
+                Err(err) => {
+                    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+                    assert!(err.to_string().contains("receive buffer full"), "{err}");
+                    reset += 1;
+                }
+            }
+        }
+        assert!(reset >= 1 && whole >= 1, "{whole} whole, {reset} reset");
+        for writer in writers {
+            drop(hang_guard(writer).await);
+        }
+        let _echo = spawn_echo_server(pair.b.clone());
+        let mut stream = pair.a.open(b"").await.unwrap();
+        assert_eq!(round_trip(&mut stream, b"ok").await.unwrap(), b"ok");
+    });
+}
+
 // ----- liveness -----
 
 /// Pings every 50 ms keep an idle session alive through many 300 ms timeouts.
