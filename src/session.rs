@@ -669,8 +669,8 @@ fn peer_stopped_error(lost: usize) -> io::Error {
 
 fn window_stalled_error(lost: usize) -> io::Error {
     broken_pipe(
-        "the smux peer closed the stream and stopped granting window \
-         (no UPD within ping_timeout after its FIN)",
+        "the peer closed the stream and stopped granting window \
+         (no window update, smux's UPD or yamux's, within ping_timeout after its FIN)",
         lost,
     )
 }
