@@ -249,8 +249,8 @@ struct StreamState {
     /// chosen as the stream's receive buffer or the interleaving window (see
     /// [`Session::on_smux_psh`]).
     window: u32,
-    /// When our latest MORE on this stream was encoded, in milliseconds of the session's
-    /// clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
+    /// When our latest MORE (yamux: Window Update) on this stream was encoded, in
+    /// milliseconds of the session's clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
     /// consumed. Two bytes, not an `Instant`'s sixteen, keep the state within 128 bytes (see
     /// `stream_state_stays_within_128_bytes`); a MORE a multiple of 65.5 s after the previous
     /// one may pass for a fast one, which at worst doubles the window once, within its limit.

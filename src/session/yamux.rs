@@ -217,7 +217,8 @@ impl Session {
         stream.window = match (small, counts.previous_psh_small) {
             (true, true) => INTERLEAVED_WINDOW.min(full_window),
             (true, false) => stream.window,
-            (false, _) => full_window,
+            // A window the tuner grew stays grown (see `Session::tune_yamux_window`).
+            (false, _) => stream.window.max(full_window),
         };
         counts.previous_psh_small = small;
         Ok(())
@@ -363,7 +364,12 @@ impl Session {
             RecvState::Finished => false,
             RecvState::Open => true,
         };
-        let chosen = stream.window;
+        if open {
+            self.tune_yamux_window(id, Instant::now());
+        }
+        let Some(chosen) = self.streams.get(&id).map(|stream| stream.window) else {
+            return false;
+        };
         let window = if open {
             self.smux_window_limit(id, chosen)
         } else {
@@ -390,6 +396,39 @@ impl Session {
         tracing::trace!(id, delta, ack, "Window Update sent");
         encode(out, FrameType::WindowUpdate, flags, id, delta);
         true
+    }
+
+    /// Receive-window auto-tuning, as picomux mode's [`Session::tune_window`] does it in frames,
+    /// here in bytes: called as a Window Update for stream `id` is encoded, which happens once
+    /// half its window has been read since the previous one (see
+    /// [`Session::consider_yamux_update`]). If that took less than two round trips, the window
+    /// is what limits the stream on this path: it doubles, up to half of
+    /// `session_receive_buffer` (and the grant is still cut to the stream's share of it by
+    /// [`Session::smux_window_limit`]). If it took more than eight, it halves, down to
+    /// `stream_receive_buffer`. Paths under a millisecond (loopback, a LAN) keep
+    /// `stream_receive_buffer`, and so does a window the interleaving rule shrank.
+    pub(super) fn tune_yamux_window(&mut self, id: u32, now: Instant) {
+        let rtt_ms = self.liveness.min_rtt.map_or(0, |rtt| rtt.as_millis());
+        let rtt_ms = u32::try_from(rtt_ms).unwrap_or(u32::MAX);
+        // The clock's zero means "no Window Update yet".
+        let now_ms = (now.saturating_duration_since(self.epoch).as_millis() as u16).max(1);
+        let base = self.smux_window();
+        let ceiling = u32::try_from(self.config.session_receive_buffer / 2)
+            .unwrap_or(u32::MAX)
+            .min(i32::MAX as u32)
+            .max(base);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.granted_at != 0 && rtt_ms > 0 && stream.window >= base {
+            let since = u32::from(now_ms.wrapping_sub(stream.granted_at));
+            if since < rtt_ms.saturating_mul(2) {
+                stream.window = stream.window.saturating_mul(2).min(ceiling);
+            } else if since > rtt_ms.saturating_mul(8) {
+                stream.window = (stream.window / 2).max(base);
+            }
+        }
+        stream.granted_at = now_ms;
     }
 
     /// Encodes the first pong owed, if any.
@@ -511,6 +550,74 @@ impl ByteCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Role;
+
+    /// A yamux client session whose peer has opened stream 2, accepted, on a path of
+    /// `rtt`.
+    fn session_with_stream(rtt: Duration) -> Session {
+        let mut s = Session::new(
+            Config::default()
+                .protocol(Protocol::Yamux)
+                .role(Role::Client),
+        );
+        let syn = YamuxHeader {
+            frame_type: FrameType::WindowUpdate,
+            flags: Flags::SYN,
+            stream_id: 2,
+            length: 0,
+        };
+        s.on_yamux_header(syn, Instant::now()).unwrap();
+        assert!(matches!(s.app_accept(), Some(Ok((2, _)))));
+        s.liveness.min_rtt = Some(rtt);
+        s
+    }
+
+    /// The application reads half the stream's window; the Window Update is encoded now.
+    fn read_half_and_grant(s: &mut Session) -> u32 {
+        let stream = s.streams.get_mut(&2).unwrap();
+        let half = stream.window / 2;
+        let counts = stream.bytes.as_deref_mut().unwrap();
+        counts.read = counts.read.wrapping_add(half);
+        s.tune_yamux_window(2, Instant::now());
+        s.streams[&2].window
+    }
+
+    #[test]
+    fn a_window_read_fast_on_a_long_path_doubles_up_to_half_the_budget() {
+        let mut s = session_with_stream(Duration::from_millis(50));
+        let base = s.smux_window();
+        // The first grant only starts the clock.
+        assert_eq!(read_half_and_grant(&mut s), base);
+        assert_eq!(read_half_and_grant(&mut s), 2 * base);
+        assert_eq!(read_half_and_grant(&mut s), 4 * base);
+        for _ in 0..10 {
+            read_half_and_grant(&mut s);
+        }
+        let half_budget = (s.config.session_receive_buffer / 2) as u32;
+        assert_eq!(s.streams[&2].window, half_budget);
+    }
+
+    #[test]
+    fn a_short_path_keeps_the_configured_window() {
+        let mut s = session_with_stream(Duration::from_micros(300));
+        let base = s.smux_window();
+        for _ in 0..5 {
+            assert_eq!(read_half_and_grant(&mut s), base);
+        }
+    }
+
+    #[test]
+    fn a_window_read_slowly_halves_back_to_the_configured_one() {
+        let mut s = session_with_stream(Duration::from_millis(20));
+        let base = s.smux_window();
+        read_half_and_grant(&mut s);
+        assert_eq!(read_half_and_grant(&mut s), 2 * base);
+        // More than eight round trips until the next half window is read.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(read_half_and_grant(&mut s), base);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(read_half_and_grant(&mut s), base);
+    }
 
     fn counts(read: u32, read_told: u32, window_told: u32) -> ByteCounts {
         let mut counts = ByteCounts::default();
