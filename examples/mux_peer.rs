@@ -39,8 +39,9 @@ modes:
 options:
   --listen ADDR     (serve) HOST:PORT to listen on; host names are resolved
   --connect ADDR    (client) HOST:PORT of the server
-  --protocol P      picomux | smux1 | smux2 (Go xtaci/smux version 1 or 2). The server side
-                    takes the smux listener's role (even stream ids), the client the dialer's.
+  --protocol P      picomux | smux1 | smux2 (Go xtaci/smux version 1 or 2) | yamux (not yet
+                    implemented: the session ends at once). The server side takes the
+                    listener's role (even stream ids), the client the dialer's.
   --streams K       (client) streams to open at once; default 1
   --bytes N         (client) bytes to send and expect back on each stream; default 1000000
   -h, --help        this text
@@ -156,8 +157,9 @@ fn parse_protocol(name: &str) -> Result<Protocol, String> {
         "picomux" => Ok(Protocol::Picomux),
         "smux1" => Ok(Protocol::SmuxV1),
         "smux2" => Ok(Protocol::SmuxV2),
+        "yamux" => Ok(Protocol::Yamux),
         _ => Err(format!(
-            "unknown protocol {name:?} (picomux, smux1 or smux2)"
+            "unknown protocol {name:?} (picomux, smux1, smux2 or yamux)"
         )),
     }
 }

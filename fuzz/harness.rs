@@ -30,6 +30,22 @@ pub fn smux_dialect(data: &[u8]) -> (Protocol, Role, &[u8]) {
     (protocol, role, rest)
 }
 
+/// The role a yamux target's input picks with its first byte (bit 0), and the rest.
+pub fn yamux_role(data: &[u8]) -> (Role, &[u8]) {
+    let (first, rest) = data.split_first().map_or((0, data), |(b, rest)| (*b, rest));
+    let role = match first & 1 {
+        0 => Role::Client,
+        _ => Role::Server,
+    };
+    (role, rest)
+}
+
+/// [`run_session_as`] in yamux, with the role the input's first byte picks.
+pub fn run_yamux_session(data: &[u8]) -> Outcome {
+    let (role, rest) = yamux_role(data);
+    run_session_as(rest, Config::default().protocol(Protocol::Yamux).role(role))
+}
+
 /// [`decode_chunked_as`] for picomux.
 pub fn decode_chunked(data: &[u8]) {
     decode_chunked_as(data, Protocol::Picomux);
@@ -206,7 +222,8 @@ pub fn run_session_as(data: &[u8], base: Config) -> Outcome {
             let pick = op as usize >> 3;
             match op & 7 {
                 // `try_open`: `open` would wait for a free slot that the script never frees.
-                // smux streams carry no metadata: only an odd `pick` tries some (and fails).
+                // smux and yamux streams carry no metadata: only an odd `pick` tries some (and
+                // fails).
                 0 => match mux.try_open(if smux && pick.is_multiple_of(2) {
                     &[]
                 } else {

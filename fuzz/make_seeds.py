@@ -82,3 +82,42 @@ for name, (dialect, peer) in smux_sequences().items():
     write("smux_decoder", name, bytes([dialect, 1, 3, 8, 200, 2, 9, 64, 5]) + peer)
     script = bytes([40, 3, 0, 1, 1, 2, 10, 3, 4, 12, 5, 8, 1, 20, 2, 33, 4, 6, 9, 7, 1, 0, 2, 3, 4, 5, 13, 1, 17, 2, 7, 4])
     write("smux_session", name, bytes([dialect]) + script + peer)
+
+# The yamux target: the first byte picks our role (bit 0: client or server), so the peer's
+# streams are even (we are the client) or odd. 12-byte big-endian headers; only Data has a body.
+Y_DATA, Y_WU, Y_PING, Y_GOAWAY = 0, 1, 2, 3
+Y_SYN, Y_ACK, Y_FIN, Y_RST = 1, 2, 4, 8
+Y_CLIENT, Y_SERVER = 0, 1
+
+def yframe(ftype, flags, sid, length=0, body=b"", version=0):
+    return struct.pack(">BBHII", version, ftype, flags, sid, length) + body
+
+def ydata(flags, sid, body):
+    return yframe(Y_DATA, flags, sid, len(body), body)
+
+def yamux_sequences():
+    return {
+        "open_data_fin": (Y_CLIENT, yframe(Y_WU, Y_SYN, 2) + ydata(0, 2, b"hello") + yframe(Y_WU, Y_FIN, 2)),
+        "data_syn_fin": (Y_SERVER, ydata(Y_SYN | Y_FIN, 1, b"hello")),
+        "syn_delta": (Y_SERVER, yframe(Y_WU, Y_SYN, 1, 65536) + ydata(0, 1, b"x" * 9000) + yframe(Y_WU, 0, 1, 1 << 20)),
+        "pings": (Y_CLIENT, b"".join(yframe(Y_PING, Y_SYN, 0, i) for i in range(80)) + yframe(Y_PING, Y_ACK, 0, 7)),
+        "goaway_then_data": (Y_CLIENT, ydata(Y_SYN, 2, b"a") + yframe(Y_GOAWAY, 0, 0, 0) * 30 + ydata(Y_FIN, 2, b"b")),
+        "many_streams": (Y_SERVER, b"".join(ydata(Y_SYN, 2 * i + 1, bytes([i]) * 9) for i in range(40))),
+        "rst": (Y_CLIENT, ydata(Y_SYN, 2, b"d") + yframe(Y_WU, Y_RST, 2) + yframe(Y_WU, Y_ACK, 1) + yframe(Y_WU, Y_RST, 1)),
+        "unknown_streams": (Y_CLIENT, b"".join(ydata(0, i, b"u" * 500) + yframe(Y_WU, 0, i, 1 << 30) for i in range(2, 40, 2))),
+        "fin_without_syn": (Y_SERVER, yframe(Y_WU, Y_FIN, 1) + ydata(Y_FIN, 3, b"")),
+        "big_frame": (Y_CLIENT, ydata(Y_SYN, 2, b"B" * 14000) + yframe(Y_WU, Y_FIN, 2)),
+        "window_overrun": (Y_CLIENT, yframe(Y_WU, Y_SYN, 2) + yframe(Y_DATA, 0, 2, 262145) + b"o" * 100),
+        "wu_overflow": (Y_SERVER, yframe(Y_WU, Y_SYN, 1, 0xFFFFFFFF)),
+        "bad_version": (Y_CLIENT, yframe(Y_WU, Y_SYN, 2, version=1)),
+        "unknown_type": (Y_CLIENT, yframe(4, 0, 2)),
+        "dup_syn": (Y_CLIENT, yframe(Y_WU, Y_SYN, 2) + yframe(Y_WU, Y_SYN, 2)),
+        "wrong_parity": (Y_CLIENT, yframe(Y_WU, Y_SYN, 3)),
+        "second_fin": (Y_SERVER, ydata(Y_SYN | Y_FIN, 1, b"x") + yframe(Y_WU, Y_FIN, 1)),
+        "goaway_error": (Y_SERVER, yframe(Y_GOAWAY, 0, 0, 1)),
+        "truncated": (Y_CLIENT, yframe(Y_WU, Y_SYN, 2) + ydata(0, 2, b"abcdef")[:-3]),
+    }
+
+for name, (role, peer) in yamux_sequences().items():
+    script = bytes([40, 3, 0, 1, 1, 2, 10, 3, 4, 12, 5, 8, 1, 20, 2, 33, 4, 6, 9, 7, 1, 0, 2, 3, 4, 5, 13, 1, 17, 2, 7, 4])
+    write("yamux_session", name, bytes([role]) + script + peer)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-for target in decoder session smux_decoder smux_session; do
+for target in decoder session smux_decoder smux_session yamux_session; do
     echo "== fuzzing $target for ${seconds}s"
     # New finds go to corpus/<target>; seeds/<target> is read only.
     cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \

@@ -7,15 +7,15 @@ use crate::frame::{INITIAL_CREDITS, MAX_BODY};
 
 /// The wire protocol a session speaks. Both ends of a connection must speak the same one.
 ///
-/// | | `Picomux` | `SmuxV1` | `SmuxV2` |
-/// |---|---|---|---|
-/// | peers | picomux 0.1, smolmux | Go xtaci/smux `Version: 1`, async_smux | Go xtaci/smux `Version: 2` |
-/// | needs a [`Role`] | no | yes | yes |
-/// | stream metadata ([`Mux::open`](crate::Mux::open)) | up to 65,535 bytes | none | none |
-/// | half-close ([`Stream::close`](crate::Stream)) | with smolmux peers (a picomux peer's FIN ends both ways) | yes | yes |
-/// | [`Stream::abort`](crate::Stream::abort) | the peer sees the reason | FIN, and what arrives is discarded | same as v1 |
-/// | per-stream flow control | frame credits | none (the session's receive budget stops the reader) | byte windows |
-/// | keepalive | PING / PONG, [`Mux::last_rtt`](crate::Mux::last_rtt) | NOP, no RTT | NOP, no RTT |
+/// | | `Picomux` | `SmuxV1` | `SmuxV2` | `Yamux` |
+/// |---|---|---|---|---|
+/// | peers | picomux 0.1, smolmux | Go xtaci/smux `Version: 1`, async_smux | Go xtaci/smux `Version: 2` | Go hashicorp/yamux, rust-yamux |
+/// | needs a [`Role`] | no | yes | yes | yes |
+/// | stream metadata ([`Mux::open`](crate::Mux::open)) | up to 65,535 bytes | none | none | none |
+/// | half-close ([`Stream::close`](crate::Stream)) | with smolmux peers (a picomux peer's FIN ends both ways) | yes | yes | yes |
+/// | [`Stream::abort`](crate::Stream::abort) | the peer sees the reason | FIN, and what arrives is discarded | same as v1 | RST (no reason) |
+/// | per-stream flow control | frame credits | none (the session's receive budget stops the reader) | byte windows | byte windows (Window Update deltas) |
+/// | keepalive | PING / PONG, [`Mux::last_rtt`](crate::Mux::last_rtt) | NOP, no RTT | NOP, no RTT | Ping / pong, [`Mux::last_rtt`](crate::Mux::last_rtt) |
 ///
 /// `docs/protocol.md` describes each dialect on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -30,11 +30,14 @@ pub enum Protocol {
     /// Go xtaci/smux protocol version 2: per-stream byte windows (UPD frames). Needs a
     /// [`Role`].
     SmuxV2,
+    /// yamux, as Go hashicorp/yamux and rust-yamux speak it: per-stream byte windows, RST,
+    /// Pings with an RTT, GoAway. Needs a [`Role`].
+    Yamux,
 }
 
 impl Protocol {
-    /// Whether this protocol needs [`Config::role`]: smux splits stream ids by role (the
-    /// client's are odd, the server's even), so the two ends must not pick the same.
+    /// Whether this protocol needs [`Config::role`]: smux and yamux split stream ids by role
+    /// (the client's are odd, the server's even), so the two ends must not pick the same.
     pub fn needs_role(self) -> bool {
         !matches!(self, Protocol::Picomux)
     }
@@ -74,7 +77,8 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The wire protocol: [`Protocol::Picomux`] (the default) or one of Go smux's versions.
+    /// The wire protocol: [`Protocol::Picomux`] (the default), one of Go smux's versions, or
+    /// [`Protocol::Yamux`].
     pub protocol: Protocol,
     /// Which end of the connection this is, for a protocol that needs to know
     /// ([`Protocol::needs_role`]): [`Config::validate`] fails without one. Picomux has no
@@ -340,7 +344,7 @@ mod tests {
 
     #[test]
     fn smux_is_valid_with_a_role_and_picomux_with_or_without_one() {
-        for protocol in [Protocol::SmuxV1, Protocol::SmuxV2] {
+        for protocol in [Protocol::SmuxV1, Protocol::SmuxV2, Protocol::Yamux] {
             for role in [Role::Client, Role::Server] {
                 Config::default()
                     .protocol(protocol)
@@ -423,6 +427,7 @@ mod tests {
                 "role(Role::Client)",
             ),
             (Config::default().protocol(Protocol::SmuxV2), "needs a role"),
+            (Config::default().protocol(Protocol::Yamux), "needs a role"),
         ];
         for (config, name) in cases {
             let err = config.validate().unwrap_err();

@@ -22,8 +22,12 @@ use parking_lot::Mutex;
 
 use tracing::Instrument as _;
 
-use crate::frame::foreign_protocol_hint;
+use crate::config::Protocol;
+use crate::frame::{
+    foreign_protocol_hint, ProtocolError, SmuxFraming, YamuxFraming, YamuxHeader, MAX_BODY,
+};
 use crate::read_buffer::{ReadBuffer, SHORT_READ};
+use crate::session::Session;
 use crate::shared::Shared;
 use crate::transmit::Transmit;
 
@@ -212,7 +216,7 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     shared.with(|s| {
         let mut any = false;
         while !s.reader_paused() {
-            let result = match buffer.next_frame(s.protocol()) {
+            let result = match buffer.next_frame(SmuxFraming(s.protocol())) {
                 Ok(Some((header, body))) => s.on_frame(header, body, now),
                 Ok(None) => return Dispatch::Done { any },
                 Err(err) => Err(err),
@@ -228,9 +232,78 @@ fn dispatch(shared: &Shared, buffer: &mut ReadBuffer) -> Dispatch {
     })
 }
 
+/// A yamux Data frame whose body is still arriving: a Go sender's frame is as long as the
+/// window it was granted (megabytes), longer than a read segment, so bodies reach the session
+/// in pieces.
+struct PartialBody {
+    header: YamuxHeader,
+    left: usize,
+}
+
+/// [`dispatch`] for yamux frames: each header, then its body in pieces of at most
+/// [`MAX_BODY`] bytes (so the session holds at most one piece past its receive budget, as it
+/// holds at most one frame in the other dialects), then its end (FIN and RST act after the
+/// body). `body` is the frame left unfinished by the previous call.
+fn dispatch_yamux(
+    shared: &Shared,
+    buffer: &mut ReadBuffer,
+    body: &mut Option<PartialBody>,
+) -> Dispatch {
+    let now = Instant::now();
+    shared.with(|s| {
+        let mut any = false;
+        while !s.reader_paused() {
+            match yamux_step(s, buffer, body, now) {
+                Ok(true) => any = true,
+                Ok(false) => return Dispatch::Done { any },
+                Err(err) => {
+                    let err = io::Error::from(err);
+                    s.fail(err.kind(), err.to_string());
+                    return Dispatch::Ended;
+                }
+            }
+        }
+        Dispatch::Paused
+    })
+}
+
+/// Hands the session one yamux header or one piece of a body; whether there was one.
+fn yamux_step(
+    s: &mut Session,
+    buffer: &mut ReadBuffer,
+    body: &mut Option<PartialBody>,
+    now: Instant,
+) -> Result<bool, ProtocolError> {
+    let Some(partial) = body else {
+        let Some(header) = buffer.next_header(YamuxFraming)? else {
+            return Ok(false);
+        };
+        s.on_yamux_header(header, now)?;
+        match header.body_len() {
+            0 => s.on_yamux_end(header)?,
+            left => *body = Some(PartialBody { header, left }),
+        }
+        return Ok(true);
+    };
+    let Some(piece) = buffer.take_body(partial.left.min(MAX_BODY)) else {
+        return Ok(false);
+    };
+    partial.left -= piece.len();
+    s.on_yamux_body(partial.header.stream_id, piece);
+    if partial.left == 0 {
+        let header = partial.header;
+        *body = None;
+        s.on_yamux_end(header)?;
+    }
+    Ok(true)
+}
+
 /// Reads frames from the connection and hands them to the session, many frames per lock.
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
     let mut buffer = ReadBuffer::new();
+    // The dialect is chosen once: picomux's and smux's frames keep their own decoder.
+    let yamux = shared.with(|s| s.protocol() == Protocol::Yamux);
+    let mut yamux_body = None;
     // Whether the latest read was short, so that the next one will probably find nothing.
     let mut drained = false;
     loop {
@@ -250,7 +323,11 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         if !alive {
             return;
         }
-        match dispatch(&shared, &mut buffer) {
+        let dispatched = match yamux {
+            true => dispatch_yamux(&shared, &mut buffer, &mut yamux_body),
+            false => dispatch(&shared, &mut buffer),
+        };
+        match dispatched {
             Dispatch::Ended => return,
             Dispatch::Paused => continue,
             // Let the tasks these frames woke run first, on this thread while their data is in
@@ -266,9 +343,18 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut read: R) {
         };
         if n == 0 {
             let partial = buffer.pending();
+            let in_body = yamux_body.as_ref().map(|body| body.left);
             let hint = foreign_protocol_hint(partial);
             shared.with(|s| {
-                if partial.is_empty() {
+                if let Some(left) = in_body {
+                    s.fail(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "connection closed in the middle of a Data frame's body \
+                             ({left} bytes of it missing)"
+                        ),
+                    );
+                } else if partial.is_empty() {
                     s.on_eof();
                 } else {
                     s.fail(

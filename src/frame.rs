@@ -3,10 +3,13 @@
 //! Public only for the fuzz targets and the tests' scripted peer: hidden from the docs and not
 //! part of the stable API (it takes `bytes::BytesMut`, which the stable API does not expose).
 //!
-//! Every frame is an 8-byte header (version, command, little-endian u16 body length,
-//! little-endian u32 stream id) followed by the body. Decoding validates the header before the
-//! body is read, so a bad version or unknown command is reported without waiting for its body.
-//! What is valid depends on the [`Protocol`]: the rules of each dialect are in `src/wire/`.
+//! In picomux and smux every frame is an 8-byte header (version, command, little-endian u16
+//! body length, little-endian u32 stream id) followed by the body; yamux has a 12-byte
+//! big-endian header of its own ([`YamuxHeader`]). A [`Framing`] says how long a header is and
+//! how long a body it announces, and [`FrameIter`] (like the session's reader) is generic over
+//! it. Decoding validates the header before the body is read, so a bad version or unknown
+//! command is reported without waiting for its body. What is valid depends on the
+//! [`Protocol`]: the rules of each dialect are in `src/wire/`.
 
 use std::fmt;
 
@@ -14,6 +17,9 @@ use bytes::{BufMut, BytesMut};
 
 pub use crate::config::Protocol;
 pub use crate::wire::smux::Upd;
+pub use crate::wire::yamux::{
+    Flags, FrameType, GoAwayCode, YamuxHeader, HEADER_LEN as YAMUX_HEADER_LEN,
+};
 
 /// Length of a frame header in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -118,6 +124,11 @@ impl Header {
     }
 
     /// Appends the encoded header, as `protocol` frames it, to `out`.
+    ///
+    /// # Panics
+    ///
+    /// If `protocol` is [`Protocol::Yamux`], whose frames have another layout
+    /// ([`YamuxHeader::encode`]).
     pub fn encode_as(&self, out: &mut BytesMut, protocol: Protocol) {
         out.put_u8(crate::wire::version_byte(protocol));
         out.put_u8(self.command.to_byte());
@@ -163,6 +174,10 @@ pub fn encode_frame(out: &mut BytesMut, command: Command, stream_id: u32, body: 
 }
 
 /// Appends a whole frame of `protocol` to `out`. The body must be at most [`MAX_BODY`] bytes.
+///
+/// # Panics
+///
+/// If `protocol` is [`Protocol::Yamux`] (see [`Header::encode_as`]).
 pub fn encode_frame_as(
     out: &mut BytesMut,
     protocol: Protocol,
@@ -229,26 +244,98 @@ impl Signal {
     }
 }
 
-/// Incremental decoder over a byte slice: yields each complete frame as a header and a body slice,
-/// and reports how many bytes it consumed so the caller can keep the partial tail.
-pub struct FrameIter<'a> {
-    buf: &'a [u8],
-    consumed: usize,
-    protocol: Protocol,
+/// A frame layout: how long a header is, how it is decoded and validated, and how long a body
+/// it announces. Decoders are generic over it, so that each layout's decoding is compiled on
+/// its own and no frame pays for a choice of layout.
+pub trait Framing: Copy {
+    /// A decoded, validated header.
+    type Header: Copy;
+    /// Bytes in a header.
+    const HEADER_LEN: usize;
+    /// Decodes and validates a header; `bytes` is exactly [`Framing::HEADER_LEN`] long.
+    fn decode(self, bytes: &[u8]) -> Result<Self::Header, ProtocolError>;
+    /// Length of the body that follows `header`.
+    fn body_len(header: &Self::Header) -> usize;
+    /// Whether the body is stream data (which a reader may hand to a stream as it is, rather
+    /// than read and drop).
+    fn carries_data(header: &Self::Header) -> bool;
 }
 
-impl<'a> FrameIter<'a> {
+/// The 8-byte little-endian layout of picomux and smux ([`Header`]), with the rules of the
+/// dialect given. [`Protocol::Yamux`] is not of this layout: every one of its headers is
+/// refused (use [`YamuxFraming`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmuxFraming(pub Protocol);
+
+impl Framing for SmuxFraming {
+    type Header = Header;
+    const HEADER_LEN: usize = HEADER_LEN;
+
+    fn decode(self, bytes: &[u8]) -> Result<Header, ProtocolError> {
+        let bytes = bytes.try_into().expect("a whole header");
+        Header::decode_as(bytes, self.0)
+    }
+
+    fn body_len(header: &Header) -> usize {
+        header.body_len as usize
+    }
+
+    fn carries_data(header: &Header) -> bool {
+        header.command == Command::Psh
+    }
+}
+
+/// yamux's 12-byte big-endian layout ([`YamuxHeader`]); only Data frames have a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YamuxFraming;
+
+impl Framing for YamuxFraming {
+    type Header = YamuxHeader;
+    const HEADER_LEN: usize = YAMUX_HEADER_LEN;
+
+    fn decode(self, bytes: &[u8]) -> Result<YamuxHeader, ProtocolError> {
+        YamuxHeader::decode(bytes.try_into().expect("a whole header"))
+    }
+
+    fn body_len(header: &YamuxHeader) -> usize {
+        header.body_len()
+    }
+
+    fn carries_data(header: &YamuxHeader) -> bool {
+        header.frame_type == FrameType::Data
+    }
+}
+
+/// A complete frame of `F`'s layout: its header and its body.
+pub type Frame<'a, F> = (<F as Framing>::Header, &'a [u8]);
+
+/// Incremental decoder over a byte slice: yields each complete frame as a header and a body slice,
+/// and reports how many bytes it consumed so the caller can keep the partial tail.
+pub struct FrameIter<'a, F: Framing = SmuxFraming> {
+    buf: &'a [u8],
+    consumed: usize,
+    framing: F,
+}
+
+impl<'a> FrameIter<'a, SmuxFraming> {
     /// Decodes picomux frames from the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         FrameIter::for_protocol(buf, Protocol::Picomux)
     }
 
-    /// Decodes frames of `protocol` from the start of `buf`.
+    /// Decodes frames of `protocol` (one of the 8-byte layout) from the start of `buf`.
     pub fn for_protocol(buf: &'a [u8], protocol: Protocol) -> Self {
+        FrameIter::with_framing(buf, SmuxFraming(protocol))
+    }
+}
+
+impl<'a, F: Framing> FrameIter<'a, F> {
+    /// Decodes frames of `framing` from the start of `buf`.
+    pub fn with_framing(buf: &'a [u8], framing: F) -> Self {
         FrameIter {
             buf,
             consumed: 0,
-            protocol,
+            framing,
         }
     }
 
@@ -259,18 +346,18 @@ impl<'a> FrameIter<'a> {
 
     /// The next complete frame, `Ok(None)` when only a partial frame (or nothing) is left, or the
     /// protocol error of the next header.
-    pub fn next_frame(&mut self) -> Result<Option<(Header, &'a [u8])>, ProtocolError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'a, F>>, ProtocolError> {
         let rest = &self.buf[self.consumed..];
-        let Some(head) = rest.first_chunk::<HEADER_LEN>() else {
+        let Some(head) = rest.get(..F::HEADER_LEN) else {
             return Ok(None);
         };
-        let header = Header::decode_as(head, self.protocol)?;
-        let end = HEADER_LEN + header.body_len as usize;
+        let header = self.framing.decode(head)?;
+        let end = F::HEADER_LEN.saturating_add(F::body_len(&header));
         if rest.len() < end {
             return Ok(None);
         }
         self.consumed += end;
-        Ok(Some((header, &rest[HEADER_LEN..end])))
+        Ok(Some((header, &rest[F::HEADER_LEN..end])))
     }
 }
 
@@ -460,6 +547,67 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    fn yamux(frame_type: FrameType, flags: Flags, stream_id: u32, length: u32) -> YamuxHeader {
+        YamuxHeader {
+            frame_type,
+            flags,
+            stream_id,
+            length,
+        }
+    }
+
+    #[test]
+    fn yamux_frames_decode_at_every_split_point_and_only_data_has_a_body() {
+        let frames = [
+            (yamux(FrameType::WindowUpdate, Flags::SYN, 1, 65536), 0),
+            (yamux(FrameType::Data, Flags::default(), 1, 300), 300),
+            (yamux(FrameType::Ping, Flags::SYN, 0, 0xdead_beef), 0),
+            (yamux(FrameType::Data, Flags::FIN, 1, 0), 0),
+            (yamux(FrameType::GoAway, Flags::default(), 0, 0), 0),
+        ];
+        let mut buf = BytesMut::new();
+        for (header, body_len) in frames {
+            header.encode(&mut buf);
+            buf.extend_from_slice(&vec![7; body_len]);
+        }
+        for split in 0..=buf.len() {
+            let mut seen = Vec::new();
+            let mut iter = FrameIter::with_framing(&buf[..split], YamuxFraming);
+            while let Some((header, body)) = iter.next_frame().unwrap() {
+                seen.push((header, body.len()));
+            }
+            let mut iter = FrameIter::with_framing(&buf[iter.consumed()..], YamuxFraming);
+            while let Some((header, body)) = iter.next_frame().unwrap() {
+                seen.push((header, body.len()));
+            }
+            assert_eq!(seen, frames, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_bad_yamux_header_is_reported_before_its_body_arrives() {
+        let bytes = yamux(FrameType::Data, Flags::SYN | Flags::ACK, 3, 1 << 30).to_bytes();
+        let err = FrameIter::with_framing(&bytes, YamuxFraming)
+            .next_frame()
+            .unwrap_err();
+        assert!(err.to_string().contains("SYN|ACK"), "{err}");
+        // A valid header with a 4 GiB body waits for it, whatever the platform's usize.
+        let bytes = yamux(FrameType::Data, Flags::SYN, 3, u32::MAX).to_bytes();
+        let mut iter = FrameIter::with_framing(&bytes, YamuxFraming);
+        assert_eq!(iter.next_frame(), Ok(None));
+        assert_eq!(iter.consumed(), 0);
+    }
+
+    #[test]
+    fn the_8_byte_layout_refuses_yamux() {
+        let err = Header::decode_as(&header_bytes(0, 0, 0, 1), Protocol::Yamux).unwrap_err();
+        assert!(err.to_string().contains("12-byte header"), "{err}");
+        let err = FrameIter::for_protocol(&header_bytes(1, 2, 0, 1), Protocol::Yamux)
+            .next_frame()
+            .unwrap_err();
+        assert!(err.to_string().contains("YamuxFraming"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,15 @@
 //!   `min(ping_interval, 10 s)` and a timeout when nothing arrives for `ping_timeout`, with no
 //!   round trip measured ([`Mux::last_rtt`] is `None`). Version 2 has per-stream byte windows;
 //!   version 1 only the session's receive budget, past which the driver stops reading.
+//! - [`Protocol::Yamux`]: Go's hashicorp/yamux and rust-yamux (Consul, Nomad, Vault, libp2p).
+//!   It needs a [`Role`] too, and has no metadata. FIN is a half-close and
+//!   [`Stream::abort`] an RST (the peer sees no reason); a refusal is an RST, which the
+//!   opener's operations report as `ConnectionRefused`. Byte windows per stream (256 KiB
+//!   before the first Window Update); liveness is a Ping with an opaque value, answered with a
+//!   pong, so [`Mux::last_rtt`] works. [`Mux::close`] sends GoAway(0) and drains; the peer's
+//!   GoAway(0) stops new opens while existing streams finish, and GoAway(1) or (2) ends the
+//!   session with an error naming the code. At most 256 of our opens await the peer's ACK at
+//!   once ([`Mux::open`] waits for the next).
 //!
 //! ```
 //! use smolmux::{Config, Protocol, Role};

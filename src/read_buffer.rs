@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use futures_io::AsyncRead;
 use futures_lite::future;
 
-use crate::frame::{Command, FrameIter, Header, Protocol, ProtocolError, HEADER_LEN};
+use crate::frame::{FrameIter, Framing, ProtocolError};
 
 /// Bytes one busy read may fill: room for several full frames.
 const SEGMENT_LEN: usize = 256 << 10;
@@ -246,29 +246,78 @@ impl ReadBuffer {
         self.next_check = held.then(|| now + QUIET_AFTER);
     }
 
-    /// Decodes the next complete frame of `protocol` in the pending bytes, if there is one.
-    pub(crate) fn next_frame(
+    /// Decodes the next complete frame of `framing` in the pending bytes, if there is one.
+    pub(crate) fn next_frame<F: Framing>(
         &mut self,
-        protocol: Protocol,
-    ) -> Result<Option<(Header, Bytes)>, ProtocolError> {
+        framing: F,
+    ) -> Result<Option<(F::Header, Bytes)>, ProtocolError> {
         let Some((index, range)) = &mut self.pending else {
             return Ok(None);
         };
         let segment = &self.segments[*index];
-        let mut frames = FrameIter::for_protocol(&segment[range.clone()], protocol);
+        let mut frames = FrameIter::with_framing(&segment[range.clone()], framing);
         let Some((header, body)) = frames.next_frame()? else {
             return Ok(None);
         };
-        let copy = header.command == Command::Psh
-            && (*index >= COPIED_SEGMENT || body.len() < MIN_SLICED_BODY);
+        let copy =
+            F::carries_data(&header) && (*index >= COPIED_SEGMENT || body.len() < MIN_SLICED_BODY);
         let body = if copy {
             Bytes::copy_from_slice(body)
         } else {
             // Other frames' bodies are read and dropped before the session returns.
-            let start = range.start + HEADER_LEN;
+            let start = range.start + F::HEADER_LEN;
             segment.slice(start..start + body.len())
         };
         range.start += frames.consumed();
+        self.consumed_pending();
+        Ok(Some((header, body)))
+    }
+
+    /// Decodes the next header of `framing` in the pending bytes, if a whole one is there, and
+    /// consumes it without its body: the caller takes the body with [`ReadBuffer::take_body`],
+    /// in pieces as it arrives (a yamux Data frame may be longer than a segment).
+    pub(crate) fn next_header<F: Framing>(
+        &mut self,
+        framing: F,
+    ) -> Result<Option<F::Header>, ProtocolError> {
+        let Some((index, range)) = &mut self.pending else {
+            return Ok(None);
+        };
+        let Some(head) = self.segments[*index][range.clone()].get(..F::HEADER_LEN) else {
+            return Ok(None);
+        };
+        let header = framing.decode(head)?;
+        range.start += F::HEADER_LEN;
+        self.consumed_pending();
+        Ok(Some(header))
+    }
+
+    /// Up to `max` bytes of a body whose header [`ReadBuffer::next_header`] consumed: as many
+    /// as are pending, sliced or copied as [`ReadBuffer::next_frame`] does for data. `None`
+    /// when nothing is pending.
+    pub(crate) fn take_body(&mut self, max: usize) -> Option<Bytes> {
+        let (index, range) = self.pending.as_mut()?;
+        let len = range.len().min(max);
+        if len == 0 {
+            return None;
+        }
+        let piece = range.start..range.start + len;
+        let segment = &self.segments[*index];
+        let body = if *index >= COPIED_SEGMENT || len < MIN_SLICED_BODY {
+            Bytes::copy_from_slice(&segment[piece])
+        } else {
+            segment.slice(piece)
+        };
+        range.start += len;
+        self.consumed_pending();
+        Some(body)
+    }
+
+    /// Forgets the pending range once it is all decoded.
+    fn consumed_pending(&mut self) {
+        let Some((index, range)) = &self.pending else {
+            return;
+        };
         if range.start == range.end {
             if *index == QUIET_BYTES {
                 // Decoded, and no body holds it: an idle session keeps no bytes.
@@ -276,7 +325,6 @@ impl ReadBuffer {
             }
             self.pending = None;
         }
-        Ok(Some((header, body)))
     }
 
     /// The first segment no body holds any more, or the copied one.
@@ -322,7 +370,7 @@ mod tests {
     use futures_lite::future::{block_on, poll_once};
 
     use super::*;
-    use crate::frame::encode_frame;
+    use crate::frame::{encode_frame, Command, Header, Protocol, SmuxFraming, HEADER_LEN};
 
     fn psh(id: u32, body: &[u8]) -> Vec<u8> {
         let mut frame = BytesMut::new();
@@ -361,7 +409,7 @@ mod tests {
     }
 
     fn frames(buffer: &mut ReadBuffer) -> Vec<(Header, Bytes)> {
-        std::iter::from_fn(|| buffer.next_frame(Protocol::Picomux).unwrap()).collect()
+        std::iter::from_fn(|| buffer.next_frame(SmuxFraming(Protocol::Picomux)).unwrap()).collect()
     }
 
     fn segment_range(buffer: &ReadBuffer, index: usize) -> Range<usize> {
@@ -439,6 +487,49 @@ mod tests {
         assert!(lies_in(&got[0].1, &segment), "the bulk body was copied");
         assert!(
             !lies_in(&got[1].1, &segment),
+            "the small body holds the segment"
+        );
+        assert_eq!(buffer.pending().len(), 0);
+    }
+
+    #[test]
+    fn yamux_data_bodies_are_sliced_after_its_12_byte_header() {
+        use crate::frame::{Flags, FrameType, YamuxFraming, YamuxHeader};
+        let header = |frame_type, stream_id, length| YamuxHeader {
+            frame_type,
+            flags: Flags::SYN,
+            stream_id,
+            length,
+        };
+        let big = vec![7; 40_000];
+        let mut wire = BytesMut::new();
+        header(FrameType::Data, 1, big.len() as u32).encode(&mut wire);
+        wire.extend_from_slice(&big);
+        // A Window Update's length is a delta, not a body: the Data frame after it follows.
+        header(FrameType::WindowUpdate, 3, 1 << 20).encode(&mut wire);
+        header(FrameType::Data, 3, 5).encode(&mut wire);
+        wire.extend_from_slice(b"hello");
+        let mut buffer = busy();
+        assert_eq!(fill_from(&mut buffer, &wire), wire.len());
+        let got: Vec<_> = std::iter::from_fn(|| buffer.next_frame(YamuxFraming).unwrap()).collect();
+        let summary: Vec<_> = got
+            .iter()
+            .map(|(h, body)| (h.frame_type, h.stream_id, body.len()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (FrameType::Data, 1, 40_000),
+                (FrameType::WindowUpdate, 3, 0),
+                (FrameType::Data, 3, 5)
+            ]
+        );
+        assert_eq!(got[0].1, big);
+        assert_eq!(got[2].1, &b"hello"[..]);
+        let segment = segment_range(&buffer, 0);
+        assert!(lies_in(&got[0].1, &segment), "the bulk body was copied");
+        assert!(
+            !lies_in(&got[2].1, &segment),
             "the small body holds the segment"
         );
         assert_eq!(buffer.pending().len(), 0);

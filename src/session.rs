@@ -6,14 +6,15 @@
 //! user-facing handles call the `app_*` methods. Every method runs under the session lock and only
 //! records which tasks to wake (in [`Session::take_wakers`]); the caller wakes them after unlocking.
 //!
-//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2); where the
+//! The session speaks one dialect ([`crate::wire`]: picomux, smux v1 or v2, yamux); where the
 //! dialects differ (the codec, flow control, stream ids, liveness frames, what FIN means) it
 //! asks its [`Dialect`].
 //!
 //! This file holds the state (the session's and each stream's); the methods live by concern:
 //! [`recv`] (frames from the peer, receive windows, the receive budget), [`send`] (the send
 //! scheduler), [`app`] (the application's operations), [`liveness`] (PINGs and timers),
-//! [`lifecycle`] (how the session ends) and [`admission`] (stream credits).
+//! [`lifecycle`] (how the session ends), [`admission`] (stream credits), and the dialects' own
+//! rules in [`smux`] and [`yamux`].
 //!
 //! Stream lifecycle, per direction (the session's own is in [`lifecycle`]):
 //!
@@ -61,11 +62,13 @@ mod recv;
 mod send;
 mod smux;
 mod window;
+mod yamux;
 
 use admission::StreamCredits;
 pub(crate) use lifecycle::SessionEnd;
 use lifecycle::{Farewell, Phase};
 use smux::ByteCounts;
+use yamux::YamuxState;
 
 /// Most refusals (FIN answers to SYNs we cannot take) waiting to be sent; past it the driver stops
 /// reading the connection until the writer catches up, so a SYN flood costs bounded memory.
@@ -246,8 +249,8 @@ struct StreamState {
     /// chosen as the stream's receive buffer or the interleaving window (see
     /// [`Session::on_smux_psh`]).
     window: u32,
-    /// When our latest MORE on this stream was encoded, in milliseconds of the session's
-    /// clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
+    /// When our latest MORE (yamux: Window Update) on this stream was encoded, in
+    /// milliseconds of the session's clock (wrapping every 65.5 s; 0: none yet): the window tuner's measure of how fast it is
     /// consumed. Two bytes, not an `Instant`'s sixteen, keep the state within 128 bytes (see
     /// `stream_state_stays_within_128_bytes`); a MORE a multiple of 65.5 s after the previous
     /// one may pass for a fast one, which at worst doubles the window once, within its limit.
@@ -465,6 +468,8 @@ pub(crate) struct Session {
     /// The largest PSH body received: frames well below it (or below our own `max_frame_body`,
     /// from a smolmux peer) mean the peer is interleaving.
     largest_psh_received: usize,
+    /// Pings, pongs and un-ACKed opens of the yamux dialect (see [`yamux`]).
+    yamux: YamuxState,
     /// Where the session is in its life, up to its end (see [`lifecycle`]).
     phase: Phase,
     /// GOAWAY and BYE sent and received (smolmux peers).
@@ -526,8 +531,9 @@ impl Session {
             streams: HashMap::new(),
             ids: dialect.stream_ids(),
             peer_is_smolmux: false,
-            // smux has no PING: the peer is known (not smolmux) from the start.
-            peer_pinged: !dialect.pings(),
+            // Only a picomux peer may turn out to be smolmux (by its first PING): in smux and
+            // yamux the peer is known from the start.
+            peer_pinged: !dialect.is_picomux(),
             accept_queue: VecDeque::new(),
             early_resets: 0,
             refusals: VecDeque::new(),
@@ -544,6 +550,7 @@ impl Session {
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
+            yamux: YamuxState::default(),
             phase: Phase::Open,
             farewell: Farewell::default(),
             mux_dropped: false,
@@ -662,8 +669,8 @@ fn peer_stopped_error(lost: usize) -> io::Error {
 
 fn window_stalled_error(lost: usize) -> io::Error {
     broken_pipe(
-        "the smux peer closed the stream and stopped granting window \
-         (no UPD within ping_timeout after its FIN)",
+        "the peer closed the stream and stopped granting window \
+         (no window update, smux's UPD or yamux's, within ping_timeout after its FIN)",
         lost,
     )
 }

@@ -47,7 +47,7 @@ impl Session {
     /// known yet) and our own `max_streams` allow it.
     pub(super) fn may_open(&self) -> bool {
         let credited = (self.peer_pinged && !self.peer_is_smolmux) || self.ours.left() > 0;
-        credited && self.streams.len() < self.config.max_streams
+        credited && self.streams.len() < self.config.max_streams && self.unacked_room()
     }
 
     /// The peer opened a stream (whether or not we take it): one of its credits is used.

@@ -43,6 +43,7 @@ impl Session {
         tracing::debug!(id, "stream opened");
         let stream = self.new_stream(Some(Box::new(metadata)));
         self.streams.insert(id, stream);
+        self.count_unacked_open(id);
         self.schedule_data(id);
         Ok(Some(id))
     }
@@ -53,6 +54,11 @@ impl Session {
             format!(
                 "too many open streams (max_streams = {}): open() waits for one to close",
                 self.config.max_streams
+            )
+        } else if !self.unacked_room() {
+            format!(
+                "{} opens await the yamux peer's ACK: open() waits until it accepts some",
+                yamux::MAX_UNACKED_OPENS
             )
         } else {
             "the peer accepts no more streams for now (its stream credits are used up): \
@@ -71,6 +77,7 @@ impl Session {
         }
         if let Some(accepted) = self.accept_queue.pop_front() {
             self.early_resets = self.early_resets.saturating_sub(1);
+            self.owe_yamux_ack(accepted.0);
             self.consider_stream_grant();
             return Some(Ok(accepted));
         }
@@ -366,6 +373,7 @@ impl Session {
         };
         if stream.handles.all_dropped() && stream.local_done() && stream.remote_done() {
             let mut stream = self.streams.remove(&id).expect("found above");
+            self.forget_unacked(&stream);
             self.send_buffered -= stream.send_buf.len();
             self.recv_buffered -= stream.discard_received();
             tracing::debug!(id, "stream closed");

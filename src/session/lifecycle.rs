@@ -56,6 +56,8 @@ pub(crate) struct Drain {
 pub(crate) struct Finish {
     /// Do not wait for the peer's BYE: the close deadline passed, or the connection ended.
     hard: bool,
+    /// We closed (see [`Drain::local`]), not only the peer.
+    local: bool,
 }
 
 /// The signals that end a session between smolmux peers, each sent and received at most once.
@@ -140,6 +142,15 @@ impl Session {
         if self.farewell.bye_received {
             tracing::debug!(%message, "connection failed after the peer's BYE");
             self.end_closed();
+        } else if self.finishing_the_peers_drain() {
+            // A yamux peer's GoAway(0) drained the session and every stream is done both
+            // ways: the peer may close the connection as soon as it has our FINs, before our
+            // last frames (our GoAway, the write half's close) reach it. Nothing is lost.
+            tracing::debug!(%message, "connection ended after the peer's drain");
+            self.end_cleanly(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by peer",
+            );
         } else {
             self.fail(kind, message);
         }
@@ -345,9 +356,10 @@ impl Session {
     /// Moves the session's end along after anything that may have finished a stream.
     pub(super) fn progress(&mut self) {
         match &self.phase {
-            Phase::Draining(_) if self.streams_finished() => {
+            Phase::Draining(drain) if self.streams_finished() => {
                 tracing::debug!("every stream done: session finishing");
-                self.phase = Phase::Finishing(Finish { hard: false });
+                let local = drain.local;
+                self.phase = Phase::Finishing(Finish { hard: false, local });
                 self.wake_writer();
             }
             Phase::WriteClosed if self.mux_dropped && self.streams.is_empty() => {
@@ -357,10 +369,11 @@ impl Session {
         }
     }
 
-    /// Whether a GOAWAY should go now: we drain, the peer understands it, and the SYNs of the
-    /// streams we opened before are out (the peer refuses a SYN that follows our GOAWAY).
+    /// Whether a GOAWAY (yamux: GoAway(0)) should go now: we drain, the peer understands it,
+    /// and the SYNs of the streams we opened before are out (the peer refuses a SYN that
+    /// follows our GOAWAY).
     pub(super) fn goaway_due(&self) -> bool {
-        self.peer_is_smolmux
+        (self.peer_is_smolmux || self.dialect.is_yamux())
             && !self.farewell.goaway_sent
             && matches!(self.phase, Phase::Draining(_) | Phase::Finishing(_))
             && self.streams.values().all(|stream| stream.syn.is_none())
@@ -412,14 +425,27 @@ impl Session {
         }
     }
 
+    /// Whether every stream is done after a drain the peer began, not we (only a yamux peer
+    /// begins one without the smolmux BYE that follows).
+    fn finishing_the_peers_drain(&self) -> bool {
+        matches!(&self.phase, Phase::Finishing(finish) if !finish.local) && !self.peer_is_smolmux
+    }
+
     /// The connection reached end-of-file at a frame boundary. If we are closing, the session
     /// ends once our own last frames are out; otherwise it ends now.
     pub(crate) fn on_eof(&mut self) {
         match &mut self.phase {
             Phase::Draining(drain) if drain.local => {
-                self.phase = Phase::Finishing(Finish { hard: true });
+                self.phase = Phase::Finishing(Finish {
+                    hard: true,
+                    local: true,
+                });
                 self.wake_writer();
             }
+            Phase::Finishing(finish) if !finish.local && !self.peer_is_smolmux => self.end_cleanly(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by peer",
+            ),
             Phase::Finishing(finish) => {
                 finish.hard = true;
                 self.wake_writer();
@@ -460,7 +486,10 @@ impl Session {
         for id in unfinished {
             self.reset_stream(id, Some(&reason), &reason);
         }
-        self.phase = Phase::Finishing(Finish { hard: true });
+        self.phase = Phase::Finishing(Finish {
+            hard: true,
+            local: self.closing_locally(),
+        });
         self.wake_writer();
     }
 

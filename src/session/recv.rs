@@ -361,7 +361,9 @@ impl Session {
 
     /// Whether the session takes no more frames for now (see [`Session::reader_must_wait`]).
     pub(crate) fn reader_paused(&self) -> bool {
-        self.refusals.len() >= MAX_PENDING_REFUSALS || self.receive_budget_full()
+        self.refusals.len() >= MAX_PENDING_REFUSALS
+            || self.receive_budget_full()
+            || self.yamux.pongs_full()
     }
 
     pub(super) fn wake_reader_if_room(&mut self) {

@@ -143,6 +143,9 @@ impl Session {
 
     /// Encodes one control frame, if any is waiting.
     pub(super) fn encode_control(&mut self, out: &mut Transmit, now: Instant) -> bool {
+        if self.encode_yamux_pong(out) {
+            return true;
+        }
         if self.liveness.pong_owed {
             self.liveness.pong_owed = false;
             tracing::trace!("PONG sent");
@@ -152,7 +155,10 @@ impl Session {
         if self.goaway_due() {
             tracing::debug!("GOAWAY sent");
             self.farewell.goaway_sent = true;
-            out.encode(|b| Signal::GoAway.encode_frame(b, 0));
+            match self.dialect.is_yamux() {
+                true => Session::encode_yamux_goaway(out),
+                false => out.encode(|b| Signal::GoAway.encode_frame(b, 0)),
+            }
             return true;
         }
         if self.liveness.ping_wanted
@@ -161,6 +167,10 @@ impl Session {
         {
             if !self.dialect.pings() {
                 self.encode_keepalive(out, now);
+                return true;
+            }
+            if self.dialect.is_yamux() {
+                self.encode_yamux_ping(out, now);
                 return true;
             }
             self.liveness.ping_wanted = false;
@@ -187,7 +197,12 @@ impl Session {
             let protocol = self.dialect.protocol;
             let body = if self.dialect.has_bodies() { why } else { "" };
             tracing::trace!(id, why, "refusal sent");
-            out.encode(|b| encode_frame_as(b, protocol, Command::Fin, id, body.as_bytes()));
+            match self.dialect.is_yamux() {
+                true => Session::encode_yamux_refusal(out, id),
+                false => {
+                    out.encode(|b| encode_frame_as(b, protocol, Command::Fin, id, body.as_bytes()))
+                }
+            }
             self.wake_reader_if_room();
             return true;
         }
@@ -234,6 +249,7 @@ impl Session {
                 max_body
             };
         let dialect = self.dialect;
+        let syn_window = self.yamux_syn_window(id);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -248,7 +264,12 @@ impl Session {
             Some(DataFrame::Syn) => {
                 let metadata = stream.syn.take().map(|m| *m).unwrap_or_default();
                 tracing::trace!(id, len = metadata.len(), "SYN sent");
-                out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Syn, id, &metadata));
+                match dialect.is_yamux() {
+                    true => Session::encode_yamux_syn(out, id, stream, syn_window),
+                    false => out.encode(|b| {
+                        encode_frame_as(b, dialect.protocol, Command::Syn, id, &metadata)
+                    }),
+                }
                 // Wake a flush waiting for the SYN to go.
                 self.wake.extend(stream.write_waker.take());
             }
@@ -268,12 +289,17 @@ impl Session {
                 }
                 stream.mid_burst = len < queued;
                 tracing::trace!(id, len, "PSH sent");
-                let header = Header {
-                    command: Command::Psh,
-                    body_len: len as u16,
-                    stream_id: id,
-                };
-                out.encode(|b| header.encode_as(b, dialect.protocol));
+                match dialect.is_yamux() {
+                    true => Session::encode_yamux_data_header(out, id, len),
+                    false => {
+                        let header = Header {
+                            command: Command::Psh,
+                            body_len: len as u16,
+                            stream_id: id,
+                        };
+                        out.encode(|b| header.encode_as(b, dialect.protocol));
+                    }
+                }
                 stream.send_buf.take(len, &mut self.chunks, |piece| {
                     if piece.len() >= SHARED_BODY_MIN {
                         out.push_shared(piece);
@@ -318,7 +344,12 @@ impl Session {
                 };
                 // smux's FIN has no body: an abort there is a plain FIN.
                 let body: &[u8] = if dialect.has_bodies() { &wire } else { b"" };
-                out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Fin, id, body));
+                match dialect.is_yamux() {
+                    true => Session::encode_yamux_end(out, id, stream),
+                    false => {
+                        out.encode(|b| encode_frame_as(b, dialect.protocol, Command::Fin, id, body))
+                    }
+                }
                 tracing::debug!(id, "FIN sent");
                 self.wake.extend(stream.write_waker.take());
                 self.maybe_remove(id);

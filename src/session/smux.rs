@@ -11,24 +11,28 @@ pub(super) struct ByteCounts {
     /// PSH bytes we sent.
     pub(super) sent: u32,
     /// PSH bytes received (discarded ones too).
-    received: u32,
+    pub(super) received: u32,
     /// The peer's consumed count in its latest UPD.
     peer_consumed: u32,
     /// Bytes the application read (and bytes discarded unread, as if read).
     pub(super) read: u32,
     /// `read` as our latest UPD told it.
-    read_told: u32,
+    pub(super) read_told: u32,
     /// The window our latest UPD told (0: none sent yet).
-    window_told: u32,
+    pub(super) window_told: u32,
     /// The peer's FIN has arrived. Tracked apart from the receive state, because after our
     /// own abort (or refusal) the peer may still be writing: the entry stays, discarding and
     /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
     pub(super) peer_fin: bool,
     /// The latest PSH received was well below full size (see [`Session::on_smux_psh`]).
-    previous_psh_small: bool,
+    pub(super) previous_psh_small: bool,
     /// Since when (the first timer run that saw it) our writer has waited on a closed window
     /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
-    stalled_since: Option<Instant>,
+    pub(super) stalled_since: Option<Instant>,
+    /// yamux: a stream we opened whose ACK has not come (see `session/yamux.rs`).
+    pub(super) awaiting_ack: bool,
+    /// yamux: the application accepted the stream and its ACK is still to go.
+    pub(super) ack_owed: bool,
 }
 
 impl ByteCounts {
@@ -61,7 +65,8 @@ impl StreamState {
 /// The window, in bytes, that a version-2 stream announces while its sender interleaves it
 /// with other streams' messages: the bytes of picomux's 10 interleaved frames from a smolmux
 /// sender (quarter frames), so that a message queues behind as little as in picomux mode.
-const INTERLEAVED_WINDOW: u32 = INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
+pub(super) const INTERLEAVED_WINDOW: u32 =
+    INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
 
 impl Session {
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
@@ -139,7 +144,9 @@ impl Session {
     /// stays bounded; without room the refusal is a plain FIN (and a smolmux opener's writes
     /// end by its stall rule, see [`Session::fail_stalled_writes`]). Returns whether it did.
     pub(super) fn keep_refused_smux_stream(&mut self, id: u32, why: &str) -> bool {
+        // A yamux RST ends both directions: nothing is left to acknowledge.
         if self.dialect.flow() != Flow::ByteWindow
+            || self.dialect.is_yamux()
             || !self.is_open()
             || self.streams.len() >= self.config.max_streams
         {
@@ -173,7 +180,7 @@ impl Session {
     /// readers that stall thus cannot fill the budget that stops the reader (smux's
     /// backpressure, which stops every stream) unless the floors do it: at the defaults, some
     /// 128 streams at 256 KiB each for the other half.
-    fn smux_window_limit(&self, id: u32, window: u32) -> u32 {
+    pub(super) fn smux_window_limit(&self, id: u32, window: u32) -> u32 {
         let floor = INITIAL_PEER_WINDOW;
         let half = self.config.session_receive_buffer / 2;
         let share = half / self.streams.len().max(1);
@@ -287,6 +294,9 @@ impl Session {
     /// (so the sender learns our real window, not its 256 KiB guess), then each time half the
     /// window has been read since the latest.
     pub(super) fn consider_upd(&mut self, id: u32) {
+        if self.dialect.is_yamux() {
+            return self.consider_yamux_update(id);
+        }
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -322,6 +332,9 @@ impl Session {
 
     /// Encodes the UPD queued for stream `id`, unless it is no longer wanted.
     pub(super) fn encode_upd(&mut self, id: u32, out: &mut Transmit) -> bool {
+        if self.dialect.is_yamux() {
+            return self.encode_yamux_update(id, out);
+        }
         let protocol = self.dialect.protocol;
         let Some(stream) = self.streams.get_mut(&id) else {
             return false;
@@ -352,10 +365,12 @@ impl Session {
 
     /// smux: whether unread data fills `session_receive_buffer`, so that the reader stops until
     /// the application reads (smux's session-wide backpressure: a smux sender expects it, and
-    /// version 1 has nothing else). picomux resets streams instead (see
+    /// version 1 has nothing else). picomux and yamux reset streams instead (see
     /// [`Session::enforce_receive_budget`]).
     pub(super) fn receive_budget_full(&self) -> bool {
-        !self.dialect.is_picomux() && self.recv_buffered >= self.config.session_receive_buffer
+        !self.dialect.is_picomux()
+            && !self.dialect.is_yamux()
+            && self.recv_buffered >= self.config.session_receive_buffer
     }
 
     /// smux: starts the keepalive schedule at the session's first timer run (the first NOP

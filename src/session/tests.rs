@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::config::Role;
 use crate::frame::{Command, FrameIter, Header, PingInfo};
 
 fn noop() -> Waker {
@@ -878,6 +879,18 @@ fn invalid_config_gives_an_ended_session() {
     });
     let err = s.end().unwrap().error();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_yamux_session_needs_a_role() {
+    let s = Session::new(Config::default().protocol(Protocol::Yamux));
+    assert_eq!(s.end().unwrap().error().kind(), ErrorKind::InvalidInput);
+    let s = Session::new(
+        Config::default()
+            .protocol(Protocol::Yamux)
+            .role(Role::Client),
+    );
+    assert!(s.end().is_none());
 }
 
 #[test]

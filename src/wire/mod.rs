@@ -1,20 +1,30 @@
 //! The seam between the one session state machine (`session/`) and the wire dialects: what
 //! differs per protocol is decided here, once per session, and the session asks.
 //!
-//! | concern | picomux ([`picomux`]) | smux v1 / v2 ([`smux`]) |
-//! |---|---|---|
-//! | codec | version 1, MORE = 4 (2-byte body), PING/PONG | version 1 or 2 exactly, empty SYN/FIN/NOP, v2: UPD = 4 (8 bytes) |
-//! | flow control ([`Flow`]) | frame credits, granted by MORE | v1: none; v2: bytes, by cumulative UPD |
-//! | stream ids ([`StreamIds`]) | random start, random odd step | client odd, server even, counting up, never reused |
-//! | liveness ([`Dialect::pings`]) | PING/PONG, RTT measured | NOP on stream 0; anything received counts |
-//! | stream ends ([`Dialect::fin_half_closes`]) | FIN with a reason aborts; a picomux FIN ends both ways | FIN is only a half-close; abort = FIN and discard |
+//! | concern | picomux ([`picomux`]) | smux v1 / v2 ([`smux`]) | yamux ([`yamux`]) |
+//! |---|---|---|---|
+//! | codec | version 1, MORE = 4 (2-byte body), PING/PONG | version 1 or 2 exactly, empty SYN/FIN/NOP, v2: UPD = 4 (8 bytes) | 12-byte big-endian header, version 0, types Data/WU/Ping/GoAway, flags SYN/ACK/FIN/RST |
+//! | flow control ([`Flow`]) | frame credits, granted by MORE | v1: none; v2: bytes, by cumulative UPD | bytes, 256 KiB initial, grown by WU deltas |
+//! | stream ids ([`StreamIds`]) | random start, random odd step | client odd, server even, counting up, never reused | as smux |
+//! | liveness ([`Dialect::pings`]) | PING/PONG, RTT measured | NOP on stream 0; anything received counts | Ping SYN/ACK with an opaque value |
+//! | stream ends ([`Dialect::fin_half_closes`]) | FIN with a reason aborts; a picomux FIN ends both ways | FIN is only a half-close; abort = FIN and discard | FIN half-closes, RST resets |
 //!
-//! Every dialect here has picomux's 8-byte header (`frame::HEADER_LEN`); a dialect with
-//! another header (yamux's 12 big-endian bytes) adds its length here and to
-//! [`decode_header`], and the reader asks for it per dialect.
+//! yamux ([`yamux`]) has a 12-byte big-endian header with flags where the others have commands;
+//! the session's yamux rules (flags to events, Window Update deltas, ACK, Ping values, GoAway
+//! codes) are in `session/yamux.rs`.
+//!
+//! **Header layouts.** picomux and smux share the 8-byte layout (`frame::SmuxFraming`, decoded
+//! by [`decode_header`]); yamux has its own (`frame::YamuxFraming`). The reader's decoder
+//! (`FrameIter`, `ReadBuffer::next_frame`) is generic over `frame::Framing`, which gives the
+//! header's length and the body's, so picomux's decoding is compiled for its layout alone.
+//! The driver picks the reader's dispatch once per session: yamux headers are decoded alone
+//! (`ReadBuffer::next_header`) and a Data body reaches the session in pieces
+//! (`ReadBuffer::take_body`), since a Go peer's Data frame is as long as the window it was
+//! granted (megabytes), longer than a read segment.
 
 pub(crate) mod picomux;
 pub(crate) mod smux;
+pub(crate) mod yamux;
 
 use crate::config::{Config, Protocol, Role};
 use crate::frame::{Header, ProtocolError, VERSION};
@@ -52,17 +62,23 @@ impl Dialect {
         self.protocol == Protocol::Picomux
     }
 
+    /// Whether frames are yamux's (the session's yamux rules are in `session/yamux.rs`).
+    pub(crate) fn is_yamux(self) -> bool {
+        self.protocol == Protocol::Yamux
+    }
+
     pub(crate) fn flow(self) -> Flow {
         match self.protocol {
             Protocol::Picomux => Flow::FrameCredits,
             Protocol::SmuxV1 => Flow::SessionOnly,
-            Protocol::SmuxV2 => Flow::ByteWindow,
+            Protocol::SmuxV2 | Protocol::Yamux => Flow::ByteWindow,
         }
     }
 
-    /// Whether liveness is PING/PONG (with a measured RTT) rather than smux's NOP.
+    /// Whether liveness is a ping answered by a pong (with a measured RTT: picomux's PING/PONG,
+    /// yamux's Ping SYN/ACK) rather than smux's NOP.
     pub(crate) fn pings(self) -> bool {
-        self.is_picomux()
+        self.is_picomux() || self.is_yamux()
     }
 
     /// Whether a FIN only ends its sender's direction (smux, and smolmux peers), rather than
@@ -80,7 +96,8 @@ impl Dialect {
     pub(crate) fn stream_ids(self) -> StreamIds {
         match self.protocol {
             Protocol::Picomux => StreamIds::Random(picomux::RandomIds::new()),
-            Protocol::SmuxV1 | Protocol::SmuxV2 => {
+            // yamux splits and counts ids as smux does: client odd from 1, server even from 2.
+            Protocol::SmuxV1 | Protocol::SmuxV2 | Protocol::Yamux => {
                 StreamIds::Counting(smux::CountingIds::new(self.role))
             }
         }
@@ -90,26 +107,39 @@ impl Dialect {
     pub(crate) fn check_peer_id(self, id: u32) -> Result<(), ProtocolError> {
         match self.protocol {
             Protocol::Picomux => Ok(()), // picomux ids are random: any may come
-            Protocol::SmuxV1 | Protocol::SmuxV2 => smux::check_peer_id(id, self.role),
+            Protocol::SmuxV1 | Protocol::SmuxV2 | Protocol::Yamux => {
+                smux::check_peer_id(id, self.role)
+            }
         }
     }
 }
 
-/// Decodes and validates a frame header of `protocol`.
+/// Decodes and validates an 8-byte frame header of `protocol`; yamux's headers are of another
+/// layout, so `Protocol::Yamux` refuses them all.
 pub(crate) fn decode_header(bytes: &[u8; 8], protocol: Protocol) -> Result<Header, ProtocolError> {
     match protocol {
         Protocol::Picomux => picomux::decode_header(bytes),
         Protocol::SmuxV1 => smux::decode_header(bytes, 1),
         Protocol::SmuxV2 => smux::decode_header(bytes, 2),
+        Protocol::Yamux => Err(ProtocolError(
+            "yamux frames have a 12-byte header, not the 8-byte one of picomux and smux \
+             (decode them with frame::YamuxFraming)"
+                .into(),
+        )),
     }
 }
 
-/// The version byte frames of `protocol` carry.
+/// The version byte 8-byte frames of `protocol` carry.
+///
+/// # Panics
+///
+/// For `Protocol::Yamux`, whose frames are not of that layout (`frame::YamuxHeader`).
 pub(crate) fn version_byte(protocol: Protocol) -> u8 {
     match protocol {
         Protocol::Picomux => VERSION,
         Protocol::SmuxV1 => 1,
         Protocol::SmuxV2 => 2,
+        Protocol::Yamux => panic!("yamux frames are encoded with frame::YamuxHeader"),
     }
 }
 

@@ -105,6 +105,42 @@ fn smux_session_harness_really_drives_the_session() {
 }
 
 #[test]
+fn yamux_session_inputs_replay_cleanly() {
+    replay("yamux_session", |data| {
+        harness::run_yamux_session(data);
+    });
+}
+
+#[test]
+fn yamux_session_harness_really_drives_the_session() {
+    for name in ["open_data_fin", "data_syn_fin"] {
+        let outcome = harness::run_yamux_session(&seed_input("yamux_session", name));
+        assert!(outcome.accepted >= 1, "{name}: {outcome:?}");
+        assert_eq!(outcome.bytes_read, 5, "{name}: {outcome:?}"); // "hello"
+        assert_eq!(outcome.driver_error, None, "{name}: clean EOF: {outcome:?}");
+    }
+    for name in [
+        "window_overrun",
+        "wu_overflow",
+        "bad_version",
+        "unknown_type",
+        "dup_syn",
+        "wrong_parity",
+        "second_fin",
+        "goaway_error",
+    ] {
+        let outcome = harness::run_yamux_session(&seed_input("yamux_session", name));
+        assert_eq!(
+            outcome.driver_error,
+            Some(ErrorKind::InvalidData),
+            "{name}: {outcome:?}"
+        );
+    }
+    let outcome = harness::run_yamux_session(&seed_input("yamux_session", "truncated"));
+    assert_eq!(outcome.driver_error, Some(ErrorKind::UnexpectedEof));
+}
+
+#[test]
 fn session_harness_really_drives_the_session() {
     let outcome = harness::run_session(&seed_input("session", "open_data_fin"));
     assert!(outcome.accepted >= 1, "{outcome:?}");

@@ -1,5 +1,5 @@
-//! Comparative benchmark: raw TCP, smolmux (in picomux and smux v2 mode), yamux 0.13, picomux
-//! 0.1.18 and async_smux 0.4 (smux v1) over loopback TCP.
+//! Comparative benchmark: raw TCP, smolmux (in picomux, smux v2 and yamux mode), yamux 0.13,
+//! picomux 0.1.18 and async_smux 0.4 (smux v1) over loopback TCP.
 //!
 //! ```text
 //! cargo bench -p smolmux-testsuite --bench compare    # from the repository's root (this is testsuite/)
@@ -136,7 +136,7 @@ impl Opts {
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| {
                         Impl::parse(s).unwrap_or_else(|| {
-                            eprintln!("BENCH_ONLY: unknown implementation {s:?} (raw, smolmux, smolmux_smux2, yamux, picomux, async_smux)");
+                            eprintln!("BENCH_ONLY: unknown implementation {s:?} (raw, smolmux, smolmux_smux2, smolmux_yamux, yamux, picomux, async_smux)");
                             std::process::exit(2)
                         })
                     })
@@ -272,7 +272,7 @@ fn main() {
         opts.idle_streams,
         opts.timeout
     );
-    println!("- configs: smolmux Config::default(); smolmux (smux v2) the same with Protocol::SmuxV2 and Role::Client/Server; yamux Config::default() with max_num_streams 4096; picomux defaults; async_smux MuxBuilder defaults (no keep-alive), on the same executor through tokio-util compat");
+    println!("- configs: smolmux Config::default(); smolmux (smux v2) and smolmux (yamux) the same with Protocol::SmuxV2 or Protocol::Yamux and Role::Client/Server; yamux Config::default() with max_num_streams 4096; picomux defaults; async_smux MuxBuilder defaults (no keep-alive), on the same executor through tokio-util compat");
     println!(
         "- isolation: {}",
         if opts.in_process {

@@ -24,16 +24,19 @@ pub(crate) enum Impl {
     Smolmux,
     /// smolmux speaking Go smux v2 ([`smolmux::Protocol::SmuxV2`]).
     SmolmuxSmuxV2,
+    /// smolmux speaking yamux ([`smolmux::Protocol::Yamux`]), next to rust-yamux.
+    SmolmuxYamux,
     Yamux,
     Picomux,
     /// async_smux 0.4, which speaks smux v1.
     AsyncSmux,
 }
 
-pub(crate) const ALL_IMPLS: [Impl; 6] = [
+pub(crate) const ALL_IMPLS: [Impl; 7] = [
     Impl::Raw,
     Impl::Smolmux,
     Impl::SmolmuxSmuxV2,
+    Impl::SmolmuxYamux,
     Impl::Yamux,
     Impl::Picomux,
     Impl::AsyncSmux,
@@ -45,6 +48,7 @@ impl Impl {
             Impl::Raw => "raw",
             Impl::Smolmux => "smolmux",
             Impl::SmolmuxSmuxV2 => "smolmux_smux2",
+            Impl::SmolmuxYamux => "smolmux_yamux",
             Impl::Yamux => "yamux",
             Impl::Picomux => "picomux",
             Impl::AsyncSmux => "async_smux",
@@ -55,6 +59,7 @@ impl Impl {
             Impl::Raw => "raw TCP",
             Impl::Smolmux => "smolmux",
             Impl::SmolmuxSmuxV2 => "smolmux (smux v2)",
+            Impl::SmolmuxYamux => "smolmux (yamux)",
             Impl::Yamux => "yamux 0.13",
             Impl::Picomux => "picomux 0.1.18",
             Impl::AsyncSmux => "async_smux 0.4",
@@ -65,6 +70,7 @@ impl Impl {
             "raw" | "tcp" | "rawtcp" | "raw_tcp" => Some(Impl::Raw),
             "smolmux" | "smol" => Some(Impl::Smolmux),
             "smolmux_smux2" | "smolmux-smux2" | "smux2" => Some(Impl::SmolmuxSmuxV2),
+            "smolmux_yamux" | "smolmux-yamux" => Some(Impl::SmolmuxYamux),
             "yamux" => Some(Impl::Yamux),
             "picomux" | "pico" => Some(Impl::Picomux),
             "async_smux" | "async-smux" => Some(Impl::AsyncSmux),
@@ -81,11 +87,9 @@ pub(crate) fn smolmux_config() -> smolmux::Config {
     smolmux::Config::default()
 }
 
-/// smolmux in smux v2 mode: the defaults otherwise, `role` as smux needs one.
-fn smolmux_smux2_config(role: smolmux::Role) -> smolmux::Config {
-    smolmux_config()
-        .protocol(smolmux::Protocol::SmuxV2)
-        .role(role)
+/// smolmux in `protocol` (smux v2 or yamux): the defaults otherwise, `role` as both need one.
+fn smolmux_dialect_config(protocol: smolmux::Protocol, role: smolmux::Role) -> smolmux::Config {
+    smolmux_config().protocol(protocol).role(role)
 }
 
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -188,13 +192,18 @@ impl Session {
                     drivers: vec![],
                 })
             }
-            Impl::Smolmux | Impl::SmolmuxSmuxV2 => {
-                let (client_config, server_config) = match imp {
-                    Impl::SmolmuxSmuxV2 => (
-                        smolmux_smux2_config(smolmux::Role::Client),
-                        smolmux_smux2_config(smolmux::Role::Server),
+            Impl::Smolmux | Impl::SmolmuxSmuxV2 | Impl::SmolmuxYamux => {
+                let protocol = match imp {
+                    Impl::SmolmuxSmuxV2 => smolmux::Protocol::SmuxV2,
+                    Impl::SmolmuxYamux => smolmux::Protocol::Yamux,
+                    _ => smolmux::Protocol::Picomux,
+                };
+                let (client_config, server_config) = match protocol {
+                    smolmux::Protocol::Picomux => (smolmux_config(), smolmux_config()),
+                    _ => (
+                        smolmux_dialect_config(protocol, smolmux::Role::Client),
+                        smolmux_dialect_config(protocol, smolmux::Role::Server),
                     ),
-                    _ => (smolmux_config(), smolmux_config()),
                 };
                 let (c, a) = tcp_pair(route).await?;
                 let (cm, cd) = smolmux::Mux::new(c.clone(), c, client_config);
@@ -292,7 +301,7 @@ impl Session {
         };
         let client_driver = drivers.pop();
         match imp {
-            Impl::Smolmux | Impl::SmolmuxSmuxV2 => {
+            Impl::Smolmux | Impl::SmolmuxSmuxV2 | Impl::SmolmuxYamux => {
                 if let Endpoint::Smol(c) = &client {
                     match with_timeout(Duration::from_secs(10), c.close()).await {
                         Some(Ok(())) => {}

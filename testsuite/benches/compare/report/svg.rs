@@ -20,6 +20,7 @@ pub(crate) fn impl_color(imp: Impl) -> &'static str {
         Impl::Yamux => "#ff7f0e",
         Impl::Picomux => "#2ca02c",
         Impl::SmolmuxSmuxV2 => "#9467bd",
+        Impl::SmolmuxYamux => "#8c564b",
         Impl::AsyncSmux => "#d62728",
     }
 }
