@@ -601,8 +601,10 @@ fn main() {
     if opts.scenarios.iter().any(|s| WAN.contains(s)) {
         let svg_path = root.join("docs/wan.svg");
         let subtitle = format!(
-            "{date}; {nproc} × {cpu}; median of {} runs; bulk {} s of the link's rate; emulated link: RTT/2 each way, rate cap, 1 × BDP bottleneck queue; cargo bench -p smolmux-testsuite --bench compare with BENCH_WAN=1",
-            opts.runs, opts.wan_secs
+            "{date}; {nproc} × {cpu}; median of {} runs; links {} (RTT/2 each way, rate cap, 1 × BDP bottleneck queue); bulk {} s of the link's rate; cargo bench -p smolmux-testsuite --bench compare with BENCH_WAN=1",
+            opts.runs,
+            opts.links.iter().map(|l| l.label()).collect::<Vec<_>>().join(", "),
+            opts.wan_secs
         );
         match write_wan_svg(&svg_path, &opts.impls, &cells, &opts.links, &subtitle) {
             Ok(()) => println!("WAN plot: {}", svg_path.display()),

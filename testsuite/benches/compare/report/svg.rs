@@ -229,10 +229,10 @@ pub(crate) fn write_wan_svg(
             .expect("a WAN metric");
         crate::cell_key(m, Some(link))
     };
-    let short = |l: LinkParams| {
-        let label = l.label();
-        label.replace(" Mbit/s", "M").replace(" Gbit/s", "G")
-    };
+    // The subtitle names the links in full; a group names its link by the RTT.
+    let short = |l: LinkParams| format!("{} ms", l.rtt.as_millis());
+    // Scenarios that did not run have no group (a group of bars all "fail" would say they had).
+    let ran = |key: &str| cells.keys().any(|(k, _)| k == key);
     let ratios = impls.contains(&Impl::Raw);
     let mut throughput_labels = Vec::new();
     let mut throughput_bars = Vec::new();
@@ -243,6 +243,9 @@ pub(crate) fn write_wan_svg(
     ] {
         for &link in links {
             let k = key(metric, link);
+            if !ran(&k) {
+                continue;
+            }
             let raw = med(cells, &k, Impl::Raw).filter(|r| *r > 0.0);
             throughput_labels.push(format!("{what}, {}", short(link)));
             throughput_bars.push(
@@ -271,6 +274,9 @@ pub(crate) fn write_wan_svg(
             ("w10_echo_excess_p99", "p99"),
         ] {
             let k = key(metric, link);
+            if !ran(&k) {
+                continue;
+            }
             excess_labels.push(format!("{what}, {}", short(link)));
             excess_bars.push(
                 impls
