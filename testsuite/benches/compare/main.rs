@@ -601,7 +601,7 @@ fn main() {
     if opts.scenarios.iter().any(|s| WAN.contains(s)) {
         let svg_path = root.join("docs/wan.svg");
         let subtitle = format!(
-            "{date}; {nproc} × {cpu}; median of {} runs; links {} (RTT/2 each way, rate cap, 1 × BDP bottleneck queue); bulk {} s of the link's rate; cargo bench -p smolmux-testsuite --bench compare with BENCH_WAN=1",
+            "{date}; {nproc} × {cpu}; median of {} runs; links {}; bulk {} s of the link's rate; BENCH_WAN=1 cargo bench -p smolmux-testsuite --bench compare",
             opts.runs,
             opts.links.iter().map(|l| l.label()).collect::<Vec<_>>().join(", "),
             opts.wan_secs
