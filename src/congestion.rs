@@ -18,13 +18,16 @@
 //! what the sender managed so far (a window still growing, a transfer just begun), so the pacer
 //! starts as BBR's STARTUP does, at [`STARTUP_GAIN_64THS`]/64 (2×): the rate may double every
 //! round trip. Once a queue shows the pipe full, the gain drops to
-//! [`PACING_GAIN_64THS`]/64 (1.03×). That small excess lets the rate follow a path that got
+//! [`PACING_GAIN_64THS`]/64 (1.016×). That small excess lets the rate follow a path that got
 //! faster; the queue it builds, and the one already there when messages began, is drained from
 //! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum over
 //! it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
-//! for that long. A measurement taken before the previous drain ended is not acted on (it saw
-//! the queue that drain removes), and a delivery sample whose round included a drain is kept
-//! only if it raises the estimate: the pause was the sender's choice, not the path's rate
+//! for that long, and then resumes with an empty bucket (no burst saved up during the drain).
+//! A PING sent during a drain counts only for what it saw beyond the rest of that drain (which
+//! removes the rest), so every round trip drains what the previous drain left; the queue then
+//! stands at about twice what the excess rate adds in a round trip. A delivery sample whose
+//! round included a drain is kept only if it raises the estimate: the pause was the sender's
+//! choice, not the path's rate
 //! (BBR treats application-limited samples so).
 //!
 //! Pacing needs a timer that resolves well under the round trip: on paths under
@@ -36,10 +39,12 @@ use std::time::{Duration, Instant};
 /// ten-round bandwidth filter.
 pub(crate) const RATE_SAMPLES: usize = 10;
 
-/// Bulk frames are paced at this many 64ths of the estimated rate (1.03×): enough to notice a
+/// Bulk frames are paced at this many 64ths of the estimated rate (1.016×): enough to notice a
 /// faster path within a few dozen round trips, little enough that the queue it builds between
-/// two drains stays a few percent of the round trip.
-const PACING_GAIN_64THS: u64 = 66;
+/// two drains stays a few percent of the round trip: the queue stands at about twice the
+/// excess times the round trip, and the estimate (the largest of noisy samples) is itself
+/// 0.2-3% above the path's rate, so 66/64 kept 9-10 ms standing at 150 ms (docs/performance.md).
+const PACING_GAIN_64THS: u64 = 65;
 
 /// Round trips in a row that must find a queue before the pipe counts as full.
 const PIPE_FULL_ROUNDS: u8 = 2;
@@ -86,6 +91,8 @@ pub(crate) struct Pacer {
     paid_until: Option<Instant>,
     /// `sent` as of the latest [`Pacer::settle`].
     charged: u64,
+    /// The pacing rate of the latest [`Pacer::settle`] (none while nothing is paced).
+    rate: Option<u64>,
     /// The end of the latest drain: no bulk frame goes before it, and PINGs encoded before it
     /// measured the queue that it removes.
     drained_until: Option<Instant>,
@@ -113,6 +120,7 @@ impl Default for Pacer {
             next_rate: 0,
             paid_until: None,
             charged: 0,
+            rate: None,
             drained_until: None,
             pipe_full: false,
             queued_rounds: 0,
@@ -166,10 +174,25 @@ impl Pacer {
         // One late PONG may be a scheduler's hiccup; two in a row are a queue.
         self.queued_rounds = self.queued_rounds.saturating_add(1);
         self.pipe_full |= self.queued_rounds >= PIPE_FULL_ROUNDS;
-        let measured_fresh_queue = self.drained_until.is_none_or(|until| ping_at >= until);
-        if pacing && measured_fresh_queue {
-            // Send nothing for as long as the bottleneck needs to empty the queue.
-            self.drained_until = Some(now + queue);
+        // A PING sent during a drain saw a queue that the rest of that drain removes; only
+        // what it saw beyond that still stands. (Ignoring such PINGs left standing what the
+        // sender's excess over the bottleneck rate added during the PING's round trip: 3-4 ms
+        // at 50 ms / 200 Mbit/s, traced.)
+        let drain_ahead = self.drained_until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(ping_at)
+        });
+        let standing = queue.saturating_sub(drain_ahead);
+        if pacing && !standing.is_zero() {
+            // Send nothing for as long as the bottleneck needs to empty the queue...
+            let drained_at = now + standing;
+            self.drained_until = Some(drained_at);
+            // ... and after that, the bucket starts empty: the burst it would save up during
+            // the drain would go out at once and put part of the queue straight back (the
+            // smallest burst is 5 ms of a 25 MB/s bottleneck; traced, it kept a queue of
+            // 12 ms standing at 50 ms / 200 Mbit/s).
+            if let (Some(rate), Some(paid)) = (self.rate, self.paid_until) {
+                self.paid_until = Some(paid.max(drained_at + burst_time(rate)));
+            }
         }
     }
 
@@ -204,6 +227,7 @@ impl Pacer {
     pub(crate) fn settle(&mut self, now: Instant, rate: Option<u64>) {
         let uncharged = self.sent - self.charged;
         self.charged = self.sent;
+        self.rate = rate;
         let Some(rate) = rate else {
             self.paid_until = None;
             return;
@@ -322,9 +346,9 @@ mod tests {
         measure(&mut p, &mut t, 50 * MS, 10_000_000, 2);
         assert_eq!(p.pacing_rate(Some(50 * MS)), Some(20_000_000));
         // Round trips 20 ms over the minimum: a queue at the bottleneck, so 10 MB/s is the
-        // path's rate; from the second on, the pacer sends 1.03× that (one alone may be a
+        // path's rate; from the second on, the pacer sends 1.016× that (one alone may be a
         // scheduler's hiccup).
-        for expected in [20_000_000, 10_312_500] {
+        for expected in [20_000_000, 10_156_250] {
             p.on_sent(500_000);
             p.on_ping_sent(t);
             t += 70 * MS;
@@ -333,7 +357,7 @@ mod tests {
         }
         // A round trip without a queue does not undo it.
         measure(&mut p, &mut t, 50 * MS, 10_000_000, 1);
-        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_312_500));
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_156_250));
     }
 
     #[test]
@@ -409,10 +433,11 @@ mod tests {
         p.on_pong(t, rtt, true);
         assert!(!p.may_send(t + 39 * MS, rate));
         assert!(p.may_send(t + 40 * MS, rate));
-        // The next PING went out during that drain and saw the same queue: no second drain.
+        // The next PING went out 1 ms into that drain and saw what was left of the same queue,
+        // which the rest of the drain removes: no second drain.
         p.on_ping_sent(t + MS);
-        p.on_pong(t + MS + rtt + 40 * MS, rtt, true);
-        assert!(p.may_send(t + MS + rtt + 40 * MS, rate));
+        p.on_pong(t + MS + rtt + 39 * MS, rtt, true);
+        assert!(p.may_send(t + MS + rtt + 39 * MS, rate));
         // One sent after the drain that finds a queue again drains it again.
         let later = t + 200 * MS;
         p.on_ping_sent(later);
@@ -427,5 +452,52 @@ mod tests {
         p.on_ping_sent(later + rtt);
         p.on_pong(later + 3 * rtt, rtt, false);
         assert!(p.may_send(later + 3 * rtt, rate));
+    }
+
+    #[test]
+    fn a_drain_leaves_no_burst_to_send_after_it() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 100 * MS;
+        let rate = 100_000_000; // 100 MB/s: the 2 ms burst is 200 kB
+        measure(&mut p, &mut t, rtt, rate, 2);
+        p.settle(t, Some(rate));
+        // A 10 ms queue: nothing goes for 10 ms...
+        p.on_ping_sent(t);
+        t += rtt + 10 * MS;
+        p.on_pong(t, rtt, true);
+        assert!(!p.may_send(t + 9 * MS, rate));
+        let end = t + 10 * MS;
+        p.settle(end, Some(rate));
+        assert!(p.may_send(end, rate));
+        // ... and then the rate, not a burst saved up during the drain: 1 ms of the rate (100
+        // kB) is paid off 1 ms later.
+        p.on_sent(100_000);
+        assert!(!p.may_send(end, rate));
+        assert!(!p.may_send(end + MS / 2, rate));
+        assert!(p.may_send(end + MS, rate));
+    }
+
+    #[test]
+    fn a_ping_sent_during_a_drain_drains_what_it_saw_beyond_it() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 100 * MS;
+        let rate = 10_000_000;
+        measure(&mut p, &mut t, rtt, rate, 2);
+        p.settle(t, Some(rate));
+        // A 20 ms queue: drained until t + 20 ms.
+        p.on_ping_sent(t);
+        t += rtt + 20 * MS;
+        p.on_pong(t, rtt, true);
+        // A PING sent 5 ms into that drain saw a 30 ms queue: the remaining 15 ms of the
+        // drain remove half of it, the other 15 ms stand and are drained when its PONG comes.
+        let ping = t + 5 * MS;
+        p.on_ping_sent(ping);
+        let pong = ping + rtt + 30 * MS;
+        p.on_pong(pong, rtt, true);
+        p.settle(pong, Some(rate));
+        assert!(!p.may_send(pong + 14 * MS, rate));
+        assert!(p.may_send(pong + 15 * MS, rate));
     }
 }

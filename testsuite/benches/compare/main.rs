@@ -39,8 +39,9 @@
 //! `BENCH_TIMEOUT_SECS` (120, per measurement), `BENCH_IDLE_SESSIONS` (1,000; 10,000 needs
 //! `ulimit -n` above 20,000), `BENCH_BURST_BYTES` (4 MiB).
 //!
-//! Output: a markdown table on stdout, `target/bench/results.json` and `docs/bench.svg` (both
-//! at the repository's root).
+//! Output: a markdown table on stdout, `target/bench/results.json`, and the plots at the
+//! repository's root: `docs/bench.svg` when a loopback scenario 1-4 ran, `docs/wan.svg` when a
+//! WAN scenario 8-10 did.
 //!
 //! Layout: `peers/` puts the implementations behind one session type (`peers/yamux_handle.rs`
 //! drives yamux, which has no handle of its own; `peers/async_smux_handle.rs` bridges async_smux's
@@ -78,7 +79,7 @@ use crate::child::{child_main, run_in_child};
 use crate::link::{parse_links, route_through, LinkParams};
 use crate::pattern::PATTERN;
 use crate::peers::{Impl, Route, ALL_IMPLS};
-use crate::report::svg::write_svg;
+use crate::report::svg::{write_svg, write_wan_svg};
 use crate::report::{cpu_model, fmt_num, median, utc_now, Cell, Metric, METRICS};
 use crate::roles::CHUNK;
 use crate::runtime::{start_executor, EXECUTOR_THREADS};
@@ -220,7 +221,7 @@ fn execute(scenario: u8, imp: Impl, opts: &Opts, link: Option<LinkParams>) -> MR
 }
 
 /// Where a metric's runs are kept: WAN metrics once per link.
-fn cell_key(m: &Metric, link: Option<LinkParams>) -> String {
+pub(crate) fn cell_key(m: &Metric, link: Option<LinkParams>) -> String {
     match link {
         Some(l) => format!(
             "{}@{}ms_{}mbit",
@@ -593,6 +594,20 @@ fn main() {
         );
         match write_svg(&svg_path, &opts.impls, &cells, &subtitle) {
             Ok(()) => println!("plot: {}", svg_path.display()),
+            Err(e) => eprintln!("writing {}: {e}", svg_path.display()),
+        }
+    }
+    // The WAN plot only from WAN runs, as the loopback plot only from loopback runs.
+    if opts.scenarios.iter().any(|s| WAN.contains(s)) {
+        let svg_path = root.join("docs/wan.svg");
+        let subtitle = format!(
+            "{date}; {nproc} × {cpu}; median of {} runs; links {}; bulk {} s of the link's rate; BENCH_WAN=1 cargo bench -p smolmux-testsuite --bench compare",
+            opts.runs,
+            opts.links.iter().map(|l| l.label()).collect::<Vec<_>>().join(", "),
+            opts.wan_secs
+        );
+        match write_wan_svg(&svg_path, &opts.impls, &cells, &opts.links, &subtitle) {
+            Ok(()) => println!("WAN plot: {}", svg_path.display()),
             Err(e) => eprintln!("writing {}: {e}", svg_path.display()),
         }
     }

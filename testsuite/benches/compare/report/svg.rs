@@ -1,10 +1,11 @@
-//! The bar-chart plot, docs/bench.svg.
+//! The bar-chart plots: docs/bench.svg (loopback) and docs/wan.svg (through the emulated link).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 
-use super::{fmt_num, median, Cell};
+use super::{fmt_num, median, Cell, METRICS};
+use crate::link::LinkParams;
 use crate::peers::Impl;
 
 pub(crate) fn xml_escape(s: &str) -> String {
@@ -146,20 +147,195 @@ pub(crate) fn svg_panel(
     }
 }
 
+/// The runs of every metric, by cell key and implementation.
+pub(crate) type Cells = BTreeMap<(String, Impl), Cell>;
+
+/// A panel's place in the plot and what it shows.
+struct Panel<'a> {
+    x: f64,
+    y: f64,
+    width: f64,
+    title: &'a str,
+    unit: &'a str,
+    groups: Vec<BarGroup<'a>>,
+}
+
+/// The median of a metric's runs for `imp`, if it has any.
+fn med(cells: &Cells, key: &str, imp: Impl) -> Option<f64> {
+    cells
+        .get(&(key.to_string(), imp))
+        .and_then(|c| median(&c.runs))
+}
+
+/// The loopback plot, docs/bench.svg: bulk throughput and the echo's p99.
 pub(crate) fn write_svg(
     path: &std::path::Path,
     impls: &[Impl],
-    cells: &BTreeMap<(String, Impl), Cell>,
+    cells: &Cells,
     subtitle: &str,
 ) -> io::Result<()> {
-    let med = |key: &str, imp: Impl| {
-        cells
+    let bars = |key: &str| {
+        impls
             .iter()
-            .find(|((k, i), _)| *k == key && *i == imp)
-            .and_then(|(_, c)| median(&c.runs))
+            .map(|&i| (i, med(cells, key, i)))
+            .collect::<Vec<_>>()
     };
-    let bars = |key: &str| impls.iter().map(|&i| (i, med(key, i))).collect::<Vec<_>>();
-    let (w, h) = (980.0, 440.0);
+    let panels = [
+        Panel {
+            x: 20.0,
+            y: 90.0,
+            width: 560.0,
+            title: "Bulk throughput, MB/s (higher is better)",
+            unit: "MB/s",
+            groups: vec![
+                ("1 stream", bars("s1_bulk_1")),
+                ("32 streams", bars("s2_bulk_32")),
+            ],
+        },
+        Panel {
+            x: 610.0,
+            y: 90.0,
+            width: 350.0,
+            title: "64 B echo RTT p99, µs (lower is better)",
+            unit: "µs",
+            groups: vec![
+                ("under bulk load (4)", bars("s4_rtt_loaded_p99")),
+                ("idle (3)", bars("s3_rtt_p99")),
+            ],
+        },
+    ];
+    write_plot(
+        path,
+        (980.0, 440.0),
+        "smolmux vs raw TCP, yamux and picomux over loopback TCP (medians)",
+        subtitle,
+        impls,
+        &panels,
+    )
+}
+
+/// The WAN plot, docs/wan.svg: each scenario's throughput as a ratio to raw TCP's in the same
+/// run (MB/s if raw TCP did not run), and the echo's excess over the RTT beside bulk, per link.
+pub(crate) fn write_wan_svg(
+    path: &std::path::Path,
+    impls: &[Impl],
+    cells: &Cells,
+    links: &[LinkParams],
+    subtitle: &str,
+) -> io::Result<()> {
+    let key = |metric: &str, link: LinkParams| {
+        let m = METRICS
+            .iter()
+            .find(|m| m.key == metric)
+            .expect("a WAN metric");
+        crate::cell_key(m, Some(link))
+    };
+    // The subtitle names the links in full; a group names its link by the RTT.
+    let short = |l: LinkParams| format!("{} ms", l.rtt.as_millis());
+    // Scenarios that did not run have no group (a group of bars all "fail" would say they had).
+    let ran = |key: &str| cells.keys().any(|(k, _)| k == key);
+    let ratios = impls.contains(&Impl::Raw);
+    let mut throughput_labels = Vec::new();
+    let mut throughput_bars = Vec::new();
+    for (metric, what) in [
+        ("w8_bulk_1", "1 stream"),
+        ("w9_bulk_8", "8 streams"),
+        ("w10_bulk_beside_echo", "beside echo"),
+    ] {
+        for &link in links {
+            let k = key(metric, link);
+            if !ran(&k) {
+                continue;
+            }
+            let raw = med(cells, &k, Impl::Raw).filter(|r| *r > 0.0);
+            throughput_labels.push(format!("{what}, {}", short(link)));
+            throughput_bars.push(
+                impls
+                    .iter()
+                    .map(|&i| {
+                        let v = med(cells, &k, i);
+                        (
+                            i,
+                            if ratios {
+                                v.zip(raw).map(|(v, r)| v / r)
+                            } else {
+                                v
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let mut excess_labels = Vec::new();
+    let mut excess_bars = Vec::new();
+    for &link in links {
+        for (metric, what) in [
+            ("w10_echo_excess_p50", "p50"),
+            ("w10_echo_excess_p99", "p99"),
+        ] {
+            let k = key(metric, link);
+            if !ran(&k) {
+                continue;
+            }
+            excess_labels.push(format!("{what}, {}", short(link)));
+            excess_bars.push(
+                impls
+                    .iter()
+                    .map(|&i| (i, med(cells, &k, i)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let panels = [
+        Panel {
+            x: 20.0,
+            y: 90.0,
+            width: 1160.0,
+            title: if ratios {
+                "Throughput, × raw TCP through the same link (higher is better)"
+            } else {
+                "Throughput, MB/s (higher is better)"
+            },
+            unit: if ratios { "× raw TCP" } else { "MB/s" },
+            groups: throughput_labels
+                .iter()
+                .map(String::as_str)
+                .zip(throughput_bars)
+                .collect(),
+        },
+        Panel {
+            x: 20.0,
+            y: 450.0,
+            width: 1160.0,
+            title: "64 B echo beside bulk: excess over the RTT, ms (lower is better)",
+            unit: "ms",
+            groups: excess_labels
+                .iter()
+                .map(String::as_str)
+                .zip(excess_bars)
+                .collect(),
+        },
+    ];
+    write_plot(
+        path,
+        (1200.0, 800.0),
+        "smolmux vs raw TCP and the other multiplexers through an emulated WAN link (medians)",
+        subtitle,
+        impls,
+        &panels,
+    )
+}
+
+/// A plot of `(width, height)`: a title, a subtitle, the panels and a legend.
+fn write_plot(
+    path: &std::path::Path,
+    (w, h): (f64, f64),
+    title: &str,
+    subtitle: &str,
+    impls: &[Impl],
+    panels: &[Panel],
+) -> io::Result<()> {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -168,8 +344,9 @@ pub(crate) fn write_svg(
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="white"/>"##);
     let _ = writeln!(
         svg,
-        r##"<text x="{:.1}" y="24" font-size="16" font-weight="bold" text-anchor="middle">smolmux vs raw TCP, yamux and picomux over loopback TCP (medians)</text>"##,
-        w / 2.0
+        r##"<text x="{:.1}" y="24" font-size="16" font-weight="bold" text-anchor="middle">{}</text>"##,
+        w / 2.0,
+        xml_escape(title)
     );
     let _ = writeln!(
         svg,
@@ -177,34 +354,14 @@ pub(crate) fn write_svg(
         w / 2.0,
         xml_escape(subtitle)
     );
-    svg_panel(
-        &mut svg,
-        20.0,
-        90.0,
-        560.0,
-        300.0,
-        "Bulk throughput, MB/s (higher is better)",
-        "MB/s",
-        &[
-            ("1 stream", bars("s1_bulk_1")),
-            ("32 streams", bars("s2_bulk_32")),
-        ],
-    );
-    svg_panel(
-        &mut svg,
-        610.0,
-        90.0,
-        350.0,
-        300.0,
-        "64 B echo RTT p99, µs (lower is better)",
-        "µs",
-        &[
-            ("under bulk load (4)", bars("s4_rtt_loaded_p99")),
-            ("idle (3)", bars("s3_rtt_p99")),
-        ],
-    );
+    for p in panels {
+        svg_panel(
+            &mut svg, p.x, p.y, p.width, 300.0, p.title, p.unit, &p.groups,
+        );
+    }
     // legend
-    let mut lx = 200.0;
+    let step = 150.0;
+    let mut lx = (w - step * impls.len() as f64) / 2.0 + 20.0;
     for &imp in impls {
         let _ = writeln!(
             svg,
@@ -219,7 +376,7 @@ pub(crate) fn write_svg(
             h - 12.0,
             imp.title()
         );
-        lx += 150.0;
+        lx += step;
     }
     let _ = writeln!(svg, "</svg>");
     if let Some(dir) = path.parent() {
