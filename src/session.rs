@@ -468,6 +468,9 @@ pub(crate) struct Session {
     /// The largest PSH body received: frames well below it (or below our own `max_frame_body`,
     /// from a smolmux peer) mean the peer is interleaving.
     largest_psh_received: usize,
+    /// The stream of the latest data frame received in the byte-window dialects (0: none),
+    /// to tell a sender that interleaves streams (see [`Session::classify_data_frame`]).
+    last_data_stream: u32,
     /// Pings, pongs and un-ACKed opens of the yamux dialect (see [`yamux`]).
     yamux: YamuxState,
     /// Where the session is in its life, up to its end (see [`lifecycle`]).
@@ -550,6 +553,7 @@ impl Session {
             last_message: None,
             last_bulk: None,
             largest_psh_received: 0,
+            last_data_stream: 0,
             yamux: YamuxState::default(),
             phase: Phase::Open,
             farewell: Farewell::default(),

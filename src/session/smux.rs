@@ -24,8 +24,6 @@ pub(super) struct ByteCounts {
     /// own abort (or refusal) the peer may still be writing: the entry stays, discarding and
     /// acknowledging, until this FIN (see [`StreamState::remote_done`]).
     pub(super) peer_fin: bool,
-    /// The latest PSH received was well below full size (see [`Session::on_smux_psh`]).
-    pub(super) previous_psh_small: bool,
     /// Since when (the first timer run that saw it) our writer has waited on a closed window
     /// after the peer's FIN with no UPD since (see [`Session::fail_stalled_writes`]).
     pub(super) stalled_since: Option<Instant>,
@@ -68,7 +66,41 @@ impl StreamState {
 pub(super) const INTERLEAVED_WINDOW: u32 =
     INITIAL_CREDITS * (MAX_BODY / INTERLEAVED_FRAME_DIVISOR) as u32;
 
+/// What a data frame received in a byte-window dialect (smux v2, yamux) says of its sender's
+/// pattern (see [`Session::classify_data_frame`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DataFrameKind {
+    /// At least half the largest frame received: the sender sends bulk as such.
+    Full,
+    /// Small, right after a frame of another stream: the sender interleaves this stream with
+    /// another's messages, in the smaller frames a smolmux sender uses for that.
+    Interleaved,
+    /// Small after one of the same stream: a write's short tail, what is left of a window, or
+    /// a writer that writes little at a time. Says nothing.
+    Other,
+}
+
 impl Session {
+    /// Tells a data frame of `len` bytes on stream `id` apart, as picomux mode reads its
+    /// frames (see `Session::on_psh`): a sender that interleaves a stream with another's
+    /// messages wants few bytes in flight ahead of them, and its receiver then announces the
+    /// smaller [`INTERLEAVED_WINDOW`]; a full frame means it no longer does. Small frames
+    /// alone are not enough: one stream's small frames in a row (an echo or a proxy writing
+    /// what it reads, a bulk sender filling what is left of its window) would shrink the
+    /// window of a stream that interleaves with nothing, and a peer that writes all before it
+    /// reads could then wait on us while we wait on it.
+    pub(super) fn classify_data_frame(&mut self, id: u32, len: usize) -> DataFrameKind {
+        self.largest_psh_received = self.largest_psh_received.max(len);
+        let previous = std::mem::replace(&mut self.last_data_stream, id);
+        if len * 2 >= self.largest_psh_received {
+            DataFrameKind::Full
+        } else if previous != id {
+            DataFrameKind::Interleaved
+        } else {
+            DataFrameKind::Other
+        }
+    }
+
     /// A smux PSH. Data for a stream we do not know (refused, or closed and forgotten) or
     /// that we aborted is discarded, since smux has no reset: an abort is our FIN plus this.
     pub(super) fn on_smux_psh(&mut self, id: u32, body: Bytes) -> Result<(), ProtocolError> {
@@ -76,15 +108,7 @@ impl Session {
             return Ok(()); // Go skips empty PSH frames too
         }
         let limit = self.smux_receive_limit();
-        // As in picomux mode (see `Session::on_psh`): frames well below the largest received
-        // mean the sender interleaves this stream with another's messages, and wants few
-        // bytes in flight ahead of them; a full frame means it no longer does. It takes two
-        // small frames in a row: a bulk sender's frame that only fills what is left of the
-        // window, or a write's short tail, comes alone between full ones, and shrinking the
-        // window for it would cut a window-limited bulk stream to the interleaving window at
-        // every stall.
-        self.largest_psh_received = self.largest_psh_received.max(body.len());
-        let small = body.len() * 2 < self.largest_psh_received;
+        let kind = self.classify_data_frame(id, body.len());
         let full_window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
@@ -104,12 +128,11 @@ impl Session {
                      the latest UPD, which allows {limit}"
                 )));
             }
-            let window = match (small, counts.previous_psh_small) {
-                (true, true) => INTERLEAVED_WINDOW.min(full_window),
-                (true, false) => stream.window,
-                (false, _) => full_window,
+            let window = match kind {
+                DataFrameKind::Interleaved => INTERLEAVED_WINDOW.min(full_window),
+                DataFrameKind::Other => stream.window,
+                DataFrameKind::Full => full_window,
             };
-            counts.previous_psh_small = small;
             // Told at once (a smaller window only stops the sender sooner: the check above
             // allows the largest).
             window_changed = window != stream.window;

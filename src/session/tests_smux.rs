@@ -437,14 +437,25 @@ fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
     h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
     h.read(2, 100).unwrap().unwrap();
     assert_eq!(Smux::upds(&h.transmit())[0].1.window, full);
-    // Quarter frames: the sender is interleaving with messages; the smaller window is told
-    // at once, at the second, before any more is read.
+    h.recv(Command::Syn, 4, b"").unwrap();
+    // A quarter frame right after the same stream's: a write's tail, it says nothing.
     h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
-    assert_eq!(h.transmit(), [], "one small frame may be a write's tail");
+    assert_eq!(h.transmit(), []);
+    // A quarter frame right after another stream's message: the sender is interleaving with
+    // messages; the smaller window is told at once, before any more is read.
+    h.recv(Command::Psh, 4, &[4; 64]).unwrap();
     h.recv(Command::Psh, 2, &[2; 16_383]).unwrap();
     let told = Smux::upds(&h.transmit());
-    assert_eq!(told.len(), 1, "{told:?}");
-    assert_eq!(told[0].1.window, 163_830);
+    assert_eq!(
+        told,
+        [(
+            2,
+            Upd {
+                consumed: 100,
+                window: 163_830
+            }
+        )]
+    );
     // Its reads are reported every half of the smaller window (81,915 bytes).
     h.read(2, 81_900).unwrap().unwrap();
     assert_eq!(h.transmit(), []);
@@ -455,6 +466,27 @@ fn v2_window_shrinks_while_the_sender_interleaves_and_grows_back() {
     let told = Smux::upds(&h.transmit());
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0].1.window, full);
+}
+
+#[test]
+fn v2_one_streams_small_frames_in_a_row_keep_its_whole_window() {
+    // An echo or a proxy writes what it reads, often in small pieces: with no other stream's
+    // frames between them, that is not interleaving. (A smaller window here let a peer that
+    // writes 3 MiB before reading the echo wait on us while we waited on it.)
+    let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
+    let full = h.s.smux_window();
+    h.recv(Command::Syn, 2, b"").unwrap();
+    h.recv(Command::Psh, 2, &[1; 65_535]).unwrap();
+    h.read(2, 100).unwrap().unwrap();
+    assert_eq!(Smux::upds(&h.transmit())[0].1.window, full);
+    for len in [14_564, 9_000, 20_000, 512, 1] {
+        h.recv(Command::Psh, 2, &vec![2; len]).unwrap();
+    }
+    assert_eq!(h.transmit(), [], "no UPD with a smaller window");
+    h.read(2, 200_000).unwrap().unwrap();
+    assert!(Smux::upds(&h.transmit())
+        .iter()
+        .all(|(_, upd)| upd.window == full));
 }
 
 #[test]
@@ -492,8 +524,9 @@ fn v2_twenty_stalled_readers_leave_the_session_reading() {
     let mut h = Smux::new(Protocol::SmuxV2, Role::Client);
     let mut held = 0;
     for id in (2..=40).step_by(2) {
+        // Full frames: a bulk sender, not one interleaving the streams with messages.
         h.recv(Command::Syn, id, b"").unwrap();
-        h.recv(Command::Psh, id, b"x").unwrap();
+        h.recv(Command::Psh, id, &[7; MAX_BODY]).unwrap();
         h.read(id, 1).unwrap().unwrap();
         let told = Smux::upds(&h.transmit());
         assert_eq!(told.len(), 1, "stream {id}: {told:?}");
@@ -502,7 +535,8 @@ fn v2_twenty_stalled_readers_leave_the_session_reading() {
             window >= INITIAL_PEER_WINDOW as usize,
             "stream {id}: {window}"
         );
-        for len in chunks(window, MAX_BODY) {
+        // What the window allows beyond the 1 byte read, less the frame already sent.
+        for len in chunks(window + 1 - MAX_BODY, MAX_BODY) {
             h.recv(Command::Psh, id, &vec![7; len]).unwrap();
         }
         held += window;

@@ -25,7 +25,7 @@
 //! smolmux's GOAWAY does (the peer opens nothing more; existing streams finish), 1 and 2 end it
 //! with an error naming the code.
 
-use super::smux::INTERLEAVED_WINDOW;
+use super::smux::{DataFrameKind, INTERLEAVED_WINDOW};
 use super::*;
 use crate::frame::{Flags, FrameType, GoAwayCode, YamuxHeader};
 
@@ -185,13 +185,10 @@ impl Session {
     /// A Data header announcing `len` bytes for stream `id`: they must fit the window we
     /// granted (checked now, before the body arrives), and count as received.
     fn on_yamux_data(&mut self, id: u32, len: u32) -> Result<(), ProtocolError> {
-        // As in smux v2 (see `Session::on_smux_psh`): two frames in a row well below the
-        // largest received mean the sender interleaves this stream with another's messages,
-        // and wants few bytes in flight ahead of them. A yamux window cannot shrink, so the
-        // smaller window takes hold once the peer has used what it was granted: we grant
-        // nothing more until then.
-        self.largest_psh_received = self.largest_psh_received.max(len as usize);
-        let small = (len as usize) * 2 < self.largest_psh_received;
+        // As in smux v2 (see `Session::classify_data_frame`). A yamux window cannot shrink,
+        // so the smaller window takes hold once the peer has used what it was granted: we
+        // grant nothing more until then.
+        let kind = self.classify_data_frame(id, len as usize);
         let full_window = self.smux_window();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // refused or forgotten: the body is drained and dropped
@@ -214,13 +211,12 @@ impl Session {
             )));
         }
         counts.received = counts.received.wrapping_add(len);
-        stream.window = match (small, counts.previous_psh_small) {
-            (true, true) => INTERLEAVED_WINDOW.min(full_window),
-            (true, false) => stream.window,
+        stream.window = match kind {
+            DataFrameKind::Interleaved => INTERLEAVED_WINDOW.min(full_window),
+            DataFrameKind::Other => stream.window,
             // A window the tuner grew stays grown (see `Session::tune_yamux_window`).
-            (false, _) => stream.window.max(full_window),
+            DataFrameKind::Full => stream.window.max(full_window),
         };
-        counts.previous_psh_small = small;
         Ok(())
     }
 
