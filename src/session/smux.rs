@@ -72,11 +72,12 @@ pub(super) const INTERLEAVED_WINDOW: u32 =
 pub(super) enum DataFrameKind {
     /// At least half the largest frame received: the sender sends bulk as such.
     Full,
-    /// Small, right after a frame of another stream: the sender interleaves this stream with
-    /// another's messages, in the smaller frames a smolmux sender uses for that.
+    /// Small, right after a frame of another stream, and not the stream's first: the sender
+    /// interleaves this stream with another's messages, in the smaller frames a smolmux
+    /// sender uses for that.
     Interleaved,
-    /// Small after one of the same stream: a write's short tail, what is left of a window, or
-    /// a writer that writes little at a time. Says nothing.
+    /// Any other small frame: a stream's first, a write's short tail, what is left of a
+    /// window, a writer that writes little at a time. Says nothing.
     Other,
 }
 
@@ -88,13 +89,19 @@ impl Session {
     /// alone are not enough: one stream's small frames in a row (an echo or a proxy writing
     /// what it reads, a bulk sender filling what is left of its window) would shrink the
     /// window of a stream that interleaves with nothing, and a peer that writes all before it
-    /// reads could then wait on us while we wait on it.
+    /// reads could then wait on us while we wait on it. Nor is a stream's first frame (its
+    /// writer may have queued little yet) after another stream's proof of anything.
     pub(super) fn classify_data_frame(&mut self, id: u32, len: usize) -> DataFrameKind {
         self.largest_psh_received = self.largest_psh_received.max(len);
         let previous = std::mem::replace(&mut self.last_data_stream, id);
+        let first = self
+            .streams
+            .get(&id)
+            .and_then(|stream| stream.bytes.as_deref())
+            .is_none_or(|counts| counts.received == 0);
         if len * 2 >= self.largest_psh_received {
             DataFrameKind::Full
-        } else if previous != id {
+        } else if previous != id && !first {
             DataFrameKind::Interleaved
         } else {
             DataFrameKind::Other

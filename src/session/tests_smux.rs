@@ -487,6 +487,21 @@ fn v2_one_streams_small_frames_in_a_row_keep_its_whole_window() {
     assert!(Smux::upds(&h.transmit())
         .iter()
         .all(|(_, upd)| upd.window == full));
+    // Nor is a new stream's first frame, small after another stream's, interleaving: its
+    // writer may just have queued little yet.
+    h.recv(Command::Syn, 4, b"").unwrap();
+    h.recv(Command::Psh, 4, &[4; 14_564]).unwrap();
+    h.read(4, 1).unwrap().unwrap();
+    assert_eq!(
+        Smux::upds(&h.transmit()),
+        [(
+            4,
+            Upd {
+                consumed: 1,
+                window: full
+            }
+        )]
+    );
 }
 
 #[test]
