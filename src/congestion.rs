@@ -25,10 +25,15 @@
 //! for that long, and then resumes with an empty bucket (no burst saved up during the drain).
 //! A PING sent during a drain counts only for what it saw beyond the rest of that drain (which
 //! removes the rest), so every round trip drains what the previous drain left; the queue then
-//! stands at about twice what the excess rate adds in a round trip. A delivery sample whose
-//! round included a drain is kept only if it raises the estimate: the pause was the sender's
-//! choice, not the path's rate
-//! (BBR treats application-limited samples so).
+//! stands at about twice what the excess rate adds in a round trip.
+//!
+//! A delivery sample is kept only if it raises the estimate when the sender, not the path, set
+//! its pace: its round included a drain, or a moment with nothing queued to send (the
+//! application wrote too little to fill the path). BBR treats such application-limited samples
+//! so. Without that, the few bytes of the session's first round trips would stand as the
+//! path's rate, and bulk would be paced at a crawl (traced: 45 B/s, bulk held for minutes). For
+//! the same reason, and as BBR keeps a minimum window, the pacing rate is never below
+//! [`MIN_BURST_BYTES`] a round trip: a wrong estimate holds bulk back for a round trip at most.
 //!
 //! Pacing needs a timer that resolves well under the round trip: on paths under
 //! [`MIN_PACED_RTT`] it stays off (the session then keeps messages fast by other means).
@@ -79,8 +84,11 @@ pub(crate) const MIN_PACED_RTT: Duration = Duration::from_millis(2);
 pub(crate) struct Pacer {
     /// Bytes of PSH bodies encoded so far, on every stream.
     sent: u64,
-    /// `sent` and the time when the outstanding PING was encoded.
-    ping: Option<(u64, Instant)>,
+    /// The outstanding PING.
+    ping: Option<Ping>,
+    /// Whether nothing was queued to send at some moment since the latest PING was encoded
+    /// (see [`Pacer::on_idle`]).
+    idle_since_ping: bool,
     /// `sent` as of the previous PING, when it was encoded and when its PONG came.
     last_delivery: Option<Delivery>,
     /// The latest delivery rate samples in bytes per second, a ring.
@@ -104,6 +112,16 @@ pub(crate) struct Pacer {
 }
 
 #[derive(Clone, Copy, Debug)]
+struct Ping {
+    /// `sent` when it was encoded.
+    sent: u64,
+    at: Instant,
+    /// Nothing was queued to send at some moment since the PING before it: the application
+    /// limited the round that ends with this PING.
+    app_limited: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
 struct Delivery {
     sent: u64,
     ping_at: Instant,
@@ -115,6 +133,7 @@ impl Default for Pacer {
         Pacer {
             sent: 0,
             ping: None,
+            idle_since_ping: false,
             last_delivery: None,
             rates: [0; RATE_SAMPLES],
             next_rate: 0,
@@ -134,26 +153,43 @@ impl Pacer {
         self.sent += bytes as u64;
     }
 
+    /// Nothing is queued to send (the session's send buffers are empty): the application, not
+    /// the path, limits the current round.
+    pub(crate) fn on_idle(&mut self) {
+        self.idle_since_ping = true;
+    }
+
     /// A PING was just encoded, after everything counted so far.
     pub(crate) fn on_ping_sent(&mut self, now: Instant) {
-        self.ping = Some((self.sent, now));
+        self.ping = Some(Ping {
+            sent: self.sent,
+            at: now,
+            app_limited: std::mem::take(&mut self.idle_since_ping),
+        });
     }
 
     /// The PONG to the outstanding PING came at `now`. `min_rtt` is the smallest round trip
     /// measured (this one included); `pacing` says whether bulk frames are being paced, so that
     /// the queue this PING measured is to be drained.
     pub(crate) fn on_pong(&mut self, now: Instant, min_rtt: Duration, pacing: bool) {
-        let Some((sent, ping_at)) = self.ping.take() else {
+        let Some(Ping {
+            sent,
+            at: ping_at,
+            app_limited,
+        }) = self.ping.take()
+        else {
             return;
         };
         if let Some(last) = self.last_delivery {
             let interval = now
                 .saturating_duration_since(last.pong_at)
                 .max(ping_at.saturating_duration_since(last.ping_at));
-            // Bulk waited for a drain during this round: the sender, not the path, set its pace.
+            // Bulk waited for a drain during this round, or there was nothing to send: the
+            // sender, not the path, set its pace.
             let drain_limited = self.drained_until.is_some_and(|until| until > last.ping_at);
+            let sender_limited = drain_limited || app_limited;
             if let Some(rate) = per_second(sent - last.sent, interval) {
-                if !drain_limited || self.bottleneck_rate().is_none_or(|max| rate > max) {
+                if !sender_limited || self.bottleneck_rate().is_some_and(|max| rate > max) {
                     self.rates[self.next_rate] = rate;
                     self.next_rate = (self.next_rate + 1) % RATE_SAMPLES;
                 }
@@ -208,9 +244,10 @@ impl Pacer {
     }
 
     /// The pacing rate on a path of `min_rtt`: none (no pacing) on a short path or before the
-    /// bottleneck rate is known.
+    /// bottleneck rate is known, and at least [`MIN_BURST_BYTES`] a round trip.
     pub(crate) fn pacing_rate(&self, min_rtt: Option<Duration>) -> Option<u64> {
-        if min_rtt? < MIN_PACED_RTT {
+        let min_rtt = min_rtt?;
+        if min_rtt < MIN_PACED_RTT {
             return None;
         }
         let gain = if self.pipe_full {
@@ -218,7 +255,9 @@ impl Pacer {
         } else {
             STARTUP_GAIN_64THS
         };
-        Some(self.bottleneck_rate()?.saturating_mul(gain) / 64)
+        let rate = self.bottleneck_rate()?.saturating_mul(gain) / 64;
+        let floor = per_second(MIN_BURST_BYTES, min_rtt).unwrap_or(u64::MAX);
+        Some(rate.max(floor))
     }
 
     /// Charges the bytes sent since the previous call to the pacer at `rate` (`None`: nothing
@@ -311,6 +350,42 @@ mod tests {
         measure(&mut p, &mut t, 50 * MS, 1_000_000, 1);
         assert_eq!(p.bottleneck_rate(), Some(1_000_000));
         assert_eq!(p.bdp(50 * MS), Some(50_000));
+    }
+
+    /// As [`measure`], with nothing left to send at some moment of each round.
+    fn measure_idle(pacer: &mut Pacer, t: &mut Instant, rtt: Duration, rate: u64, rounds: usize) {
+        for _ in 0..rounds {
+            pacer.on_idle();
+            measure(pacer, t, rtt, rate, 1);
+        }
+    }
+
+    #[test]
+    fn rounds_the_application_left_idle_count_only_if_they_raise_the_rate() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        // A few bytes a round trip say what the application wrote, not what the path carries.
+        measure_idle(&mut p, &mut t, 50 * MS, 100, 3);
+        assert_eq!(p.bottleneck_rate(), None);
+        measure(&mut p, &mut t, 50 * MS, 10_000_000, 1);
+        assert_eq!(p.bottleneck_rate(), Some(10_000_000));
+        // An idle round that still delivered more shows a faster path; slower ones say nothing,
+        // however many.
+        measure_idle(&mut p, &mut t, 50 * MS, 20_000_000, 1);
+        assert_eq!(p.bottleneck_rate(), Some(20_000_000));
+        measure_idle(&mut p, &mut t, 50 * MS, 1_000, 2 * RATE_SAMPLES);
+        assert_eq!(p.bottleneck_rate(), Some(20_000_000));
+    }
+
+    #[test]
+    fn bulk_is_paced_at_two_full_frames_a_round_trip_or_faster() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        // A stream that a slow reader's window held to 1 kB/s.
+        measure(&mut p, &mut t, 50 * MS, 1_000, 2);
+        assert_eq!(p.bottleneck_rate(), Some(1_000));
+        let floor = 2 * 65_535 * 20; // two frames per 50 ms
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(floor));
     }
 
     #[test]

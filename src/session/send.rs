@@ -30,6 +30,7 @@ impl Session {
         if self.end().is_some() || self.silent() {
             return;
         }
+        let encoded_before = out.len();
         self.pacer.settle(now, self.bulk_pacing_rate());
         let hold_bulk = self.queue_too_long(now);
         if !hold_bulk && !self.pacing_holds(now) {
@@ -47,6 +48,12 @@ impl Session {
                 continue;
             }
             self.encode_data(id, out);
+        }
+        if out.len() == encoded_before && self.send_buffered == 0 {
+            // The writer would send more, and nothing is written: the application limits this
+            // round, not the path. (A writer that finds everything gone into its batch is not
+            // idle: the connection holds it back.)
+            self.pacer.on_idle();
         }
         self.update_hold_release(now);
         if self.chunks.arm(now) {

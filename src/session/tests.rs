@@ -1162,6 +1162,44 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
     assert!(h.s.end().is_none());
 }
 
+/// Under load, loopback answered the first PINGs after 40 ms or so, while the streams had sent
+/// a byte each: a delivery rate of 45 B/s then stood as the path's, and bulk beside messages was
+/// paced at twice that, held for minutes (a test hung so, 5 times in 40 stressed runs).
+#[test]
+fn the_few_bytes_of_the_first_round_trips_do_not_pace_bulk_to_a_crawl() {
+    let mut h = Harness::new(Config::default());
+    let (bulk, chat) = (h.open(), h.open());
+    h.more(bulk, 10_000);
+    h.more(chat, 10_000);
+    let rtt = Duration::from_millis(40);
+    for _ in 0..=STARTUP_RTT_SAMPLES {
+        h.write(chat, &[2]);
+        h.transmit(); // the byte, and the next startup PING
+        assert!(h.transmit().is_empty(), "the writer waits for more");
+        h.now += rtt;
+        h.recv(Command::Pong, 0, b"").unwrap();
+    }
+    for round in 0..10 {
+        h.write(chat, &[2; 100]);
+        let written = h.write(bulk, &[1; 1 << 20]);
+        let frames = h.transmit();
+        let sent: usize = frames
+            .iter()
+            .filter(|f| f.0 == Command::Psh && f.1 == bulk)
+            .map(|f| f.2.len())
+            .sum();
+        assert_eq!(sent, written, "round {round}: bulk was held back");
+        // Another message before the PONG: the pacer settles what the bulk frames cost.
+        h.now += rtt / 2;
+        h.write(chat, &[2; 100]);
+        h.transmit();
+        h.now += rtt / 2;
+        if frames.iter().any(|f| f.0 == Command::Ping) {
+            h.recv(Command::Pong, 0, b"").unwrap();
+        }
+    }
+}
+
 mod lifecycle;
 
 /// Plays a peer that spends every credit on stream 1 in full frames, which the application
