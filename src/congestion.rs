@@ -31,9 +31,10 @@
 //! its pace: its round included a drain, or a moment with nothing queued to send (the
 //! application wrote too little to fill the path). BBR treats such application-limited samples
 //! so. Without that, the few bytes of the session's first round trips would stand as the
-//! path's rate, and bulk would be paced at a crawl (traced: 45 B/s, bulk held for minutes). For
-//! the same reason, and as BBR keeps a minimum window, the pacing rate is never below
-//! [`MIN_BURST_BYTES`] a round trip: a wrong estimate holds bulk back for a round trip at most.
+//! path's rate, and bulk would be paced at a crawl (traced: 45 B/s, bulk held until the next
+//! keepalive PING, 30 s later). For the same reason, and as BBR keeps a minimum window, the
+//! pacing rate is never below [`MIN_BURST_BYTES`] a round trip: a wrong estimate holds bulk
+//! back for a round trip at most.
 //!
 //! Pacing needs a timer that resolves well under the round trip: on paths under
 //! [`MIN_PACED_RTT`] it stays off (the session then keeps messages fast by other means).

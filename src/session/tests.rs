@@ -1164,7 +1164,8 @@ fn held_bulk_frames_go_after_a_bounded_wait_without_a_pong() {
 
 /// Under load, loopback answered the first PINGs after 40 ms or so, while the streams had sent
 /// a byte each: a delivery rate of 45 B/s then stood as the path's, and bulk beside messages was
-/// paced at twice that, held for minutes (a test hung so, 5 times in 40 stressed runs).
+/// paced at twice that: held until the keepalive PING 30 s later (a test hung so, 5 times in 40
+/// stressed runs).
 #[test]
 fn the_few_bytes_of_the_first_round_trips_do_not_pace_bulk_to_a_crawl() {
     let mut h = Harness::new(Config::default());
