@@ -154,8 +154,8 @@ impl Pacer {
         self.sent += bytes as u64;
     }
 
-    /// Nothing is queued to send (the session's send buffers are empty): the application, not
-    /// the path, limits the current round.
+    /// The writer found nothing to send, and nothing is queued (the session's send buffers are
+    /// empty): the application, not the path, limits the current round.
     pub(crate) fn on_idle(&mut self) {
         self.idle_since_ping = true;
     }

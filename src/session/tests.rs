@@ -983,6 +983,15 @@ fn eof_while_closing_ends_the_session_only_once_our_fins_are_out() {
     assert!(h.s.end().unwrap().is_clean());
 }
 
+/// Bytes of PSH frames among `frames`, on stream `id`.
+pub(super) fn psh_bytes(frames: &[(Command, u32, Bytes)], id: u32) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.0 == Command::Psh && f.1 == id)
+        .map(|f| f.2.len())
+        .sum()
+}
+
 /// Sizes of the PSH frames of stream `id` that the session sends now.
 fn psh_sizes(h: &mut Harness, id: u32) -> Vec<usize> {
     h.transmit()
@@ -1100,12 +1109,7 @@ fn while_messages_flow_a_late_pong_holds_bulk_frames_but_not_messages() {
     h.recv(Command::Pong, 0, b"").unwrap();
     let frames = h.transmit();
     assert_eq!(commands(&frames[..2]), vec![Command::Psh, Command::Ping]);
-    let bulk_bytes: usize = frames
-        .iter()
-        .filter(|f| f.0 == Command::Psh && f.1 == bulk)
-        .map(|f| f.2.len())
-        .sum();
-    assert_eq!(bulk_bytes, 100_000);
+    assert_eq!(psh_bytes(&frames, bulk), 100_000);
 }
 
 #[test]
@@ -1184,11 +1188,7 @@ fn the_few_bytes_of_the_first_round_trips_do_not_pace_bulk_to_a_crawl() {
         h.write(chat, &[2; 100]);
         let written = h.write(bulk, &[1; 1 << 20]);
         let frames = h.transmit();
-        let sent: usize = frames
-            .iter()
-            .filter(|f| f.0 == Command::Psh && f.1 == bulk)
-            .map(|f| f.2.len())
-            .sum();
+        let sent = psh_bytes(&frames, bulk);
         assert_eq!(sent, written, "round {round}: bulk was held back");
         // Another message before the PONG: the pacer settles what the bulk frames cost.
         h.now += rtt / 2;

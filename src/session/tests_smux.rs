@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::tests::psh_bytes;
 use super::*;
 use crate::config::Role;
 use crate::frame::{encode_frame_as, Command, FrameIter};
@@ -91,15 +92,6 @@ impl Smux {
         })
     }
 
-    /// Bytes of PSH frames among `frames`, on stream `id`.
-    fn psh_bytes(frames: &[(Command, u32, Bytes)], id: u32) -> usize {
-        frames
-            .iter()
-            .filter(|f| f.0 == Command::Psh && f.1 == id)
-            .map(|f| f.2.len())
-            .sum()
-    }
-
     fn upds(frames: &[(Command, u32, Bytes)]) -> Vec<(u32, Upd)> {
         frames
             .iter()
@@ -143,7 +135,7 @@ fn open_write_abort_and_refuse_send_only_what_smux_knows() {
             frames.contains(&(Command::Fin, 4, Bytes::new())),
             "{frames:?}"
         );
-        assert_eq!(Smux::psh_bytes(&frames, id), 0, "{frames:?}");
+        assert_eq!(psh_bytes(&frames, id), 0, "{frames:?}");
         let err = h.s.app_open(Bytes::from_static(b"meta")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert_eq!(h.s.last_rtt(), None);
@@ -159,19 +151,15 @@ fn v2_sender_keeps_to_the_assumed_window_until_the_first_upd() {
     let chunk = vec![7; 100_000];
     for _ in 0..4 {
         while h.s.app_write(id, &chunk, Waker::noop()).is_some() {}
-        sent += Smux::psh_bytes(&h.transmit(), id);
+        sent += psh_bytes(&h.transmit(), id);
     }
     assert_eq!(sent, INITIAL_PEER_WINDOW as usize);
     // The peer read 1000 bytes and has a 64 KiB window: 64 KiB beyond those 1000 may fly.
     h.upd(id, 1000, 65_536).unwrap();
     let frames = h.transmit();
-    assert_eq!(
-        Smux::psh_bytes(&frames, id),
-        0,
-        "262,144 in flight > 65,536"
-    );
+    assert_eq!(psh_bytes(&frames, id), 0, "262,144 in flight > 65,536");
     h.upd(id, INITIAL_PEER_WINDOW, 65_536).unwrap();
-    assert_eq!(Smux::psh_bytes(&h.transmit(), id), 65_536);
+    assert_eq!(psh_bytes(&h.transmit(), id), 65_536);
 }
 
 #[test]
@@ -221,7 +209,7 @@ fn v1_sends_no_upd_and_its_sender_has_no_window() {
     let mut sent = 0;
     for _ in 0..8 {
         while h.s.app_write(id, &[3; 100_000], Waker::noop()).is_some() {}
-        sent += Smux::psh_bytes(&h.transmit(), id);
+        sent += psh_bytes(&h.transmit(), id);
     }
     assert!(sent > 2 * INITIAL_PEER_WINDOW as usize, "sent {sent}");
     assert!(Smux::upds(&h.transmit()).is_empty());
@@ -321,7 +309,7 @@ fn an_over_granting_upd_only_lets_us_send_what_was_written() {
     h.upd(id, 0, u32::MAX).unwrap();
     h.upd(7, 0, u32::MAX).unwrap(); // a stream we do not know: ignored
     h.write(id, &[1; 1000]);
-    assert_eq!(Smux::psh_bytes(&h.transmit(), id), 1000);
+    assert_eq!(psh_bytes(&h.transmit(), id), 1000);
     assert_eq!(h.s.stats().send_buffered_bytes, 0);
 }
 
@@ -666,7 +654,7 @@ fn v2_writes_fail_when_the_peer_fins_and_grants_no_window_for_ping_timeout() {
     let mut written = 0;
     while written < data.len() {
         written += h.write(id, &data[written..]);
-        Smux::psh_bytes(&h.transmit(), id);
+        psh_bytes(&h.transmit(), id);
     }
     assert_eq!(
         h.s.stats().send_buffered_bytes,
@@ -682,7 +670,7 @@ fn v2_writes_fail_when_the_peer_fins_and_grants_no_window_for_ping_timeout() {
     );
     h.now += timeout / 2;
     h.upd(id, 1000, INITIAL_PEER_WINDOW).unwrap();
-    assert_eq!(Smux::psh_bytes(&h.transmit(), id), 1000);
+    assert_eq!(psh_bytes(&h.transmit(), id), 1000);
     h.s.on_timeout(h.now);
     h.now += timeout - Duration::from_millis(1);
     h.s.on_timeout(h.now);
