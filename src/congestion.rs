@@ -20,8 +20,8 @@
 //! round trip. Once a queue shows the pipe full, the gain drops to
 //! [`PACING_GAIN_64THS`]/64 (1.016×). That small excess lets the rate follow a path that got
 //! faster; the queue it builds, and the one already there when messages began, is drained from
-//! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum over
-//! it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
+//! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum (at
+//! most [`MAX_QUEUE_TARGET`]) over it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
 //! for that long, and then resumes with an empty bucket (no burst saved up during the drain).
 //! A PING sent during a drain counts only for what it saw beyond the rest of that drain (which
 //! removes the rest), so every round trip drains what the previous drain left; the queue then
@@ -71,6 +71,12 @@ const MIN_BURST_BYTES: u64 = 2 * 65_535;
 /// A queue is drained once it exceeds this fraction of the minimum round trip (plus
 /// [`QUEUE_SLACK`]).
 pub(crate) const QUEUE_TARGET_DIVISOR: u32 = 20;
+
+/// The queue target is at most this (plus [`QUEUE_SLACK`]): on a long path a twentieth of the
+/// round trip is itself a long wait for a message (8.5 ms at 150 ms, where a message's p99 was
+/// 14-15 ms; 6.5-8.9 ms with this cap, docs/performance.md). Whether the pipe is full is still
+/// judged by the uncapped fraction, so the scheduler's hiccups do not end STARTUP.
+const MAX_QUEUE_TARGET: Duration = Duration::from_micros(2_500);
 
 /// Added to the queue target: the jitter of timers and schedulers, which a PING's round trip
 /// also measures.
@@ -204,13 +210,16 @@ impl Pacer {
         let queue = now
             .saturating_duration_since(ping_at)
             .saturating_sub(min_rtt);
-        if queue <= queue_target(min_rtt) {
+        // One late PONG may be a scheduler's hiccup; two in a row are a queue.
+        if queue > pipe_full_queue(min_rtt) {
+            self.queued_rounds = self.queued_rounds.saturating_add(1);
+            self.pipe_full |= self.queued_rounds >= PIPE_FULL_ROUNDS;
+        } else {
             self.queued_rounds = 0;
+        }
+        if queue <= queue_target(min_rtt) {
             return;
         }
-        // One late PONG may be a scheduler's hiccup; two in a row are a queue.
-        self.queued_rounds = self.queued_rounds.saturating_add(1);
-        self.pipe_full |= self.queued_rounds >= PIPE_FULL_ROUNDS;
         // A PING sent during a drain saw a queue that the rest of that drain removes; only
         // what it saw beyond that still stands. (Ignoring such PINGs left standing what the
         // sender's excess over the bottleneck rate added during the PING's round trip: 3-4 ms
@@ -297,6 +306,11 @@ impl Pacer {
 
 /// How much queue is let stand before it is drained.
 fn queue_target(min_rtt: Duration) -> Duration {
+    (min_rtt / QUEUE_TARGET_DIVISOR).min(MAX_QUEUE_TARGET) + QUEUE_SLACK
+}
+
+/// How much queue shows the pipe full: more than a scheduler's hiccup, however long the path.
+fn pipe_full_queue(min_rtt: Duration) -> Duration {
     min_rtt / QUEUE_TARGET_DIVISOR + QUEUE_SLACK
 }
 
@@ -519,15 +533,38 @@ mod tests {
         p.on_ping_sent(later);
         p.on_pong(later + rtt + 20 * MS, rtt, true);
         assert!(!p.may_send(later + rtt + 19 * MS, rate));
-        // A queue within the target (5 ms + 1 ms of 100 ms) is let stand, and so is any queue
-        // while nothing is paced.
+        // A queue within the target (2.5 ms + 1 ms) is let stand, and so is any queue while
+        // nothing is paced.
         let later = later + 400 * MS;
         p.on_ping_sent(later);
-        p.on_pong(later + rtt + 5 * MS, rtt, true);
-        assert!(p.may_send(later + rtt + 5 * MS, rate));
+        p.on_pong(later + rtt + 3 * MS, rtt, true);
+        assert!(p.may_send(later + rtt + 3 * MS, rate));
         p.on_ping_sent(later + rtt);
         p.on_pong(later + 3 * rtt, rtt, false);
         assert!(p.may_send(later + 3 * rtt, rate));
+    }
+
+    #[test]
+    fn on_a_long_path_a_few_milliseconds_of_queue_are_drained_but_do_not_end_startup() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        let rtt = 150 * MS;
+        let rate = 100_000_000;
+        measure(&mut p, &mut t, rtt, rate, 2);
+        p.settle(t, Some(2 * rate));
+        // 6 ms of queue, a twenty-fifth of the round trip: a message would wait behind it, so
+        // bulk waits 6 ms...
+        for _ in 0..2 {
+            p.on_ping_sent(t);
+            t += rtt + 6 * MS;
+            p.on_pong(t, rtt, true);
+            assert!(!p.may_send(t + 5 * MS, 2 * rate));
+            assert!(p.may_send(t + 6 * MS, 2 * rate));
+            t += 6 * MS;
+        }
+        // ... but two such round trips in a row are not yet the pipe full (RTT/20 + 1 ms): the
+        // rate still doubles.
+        assert_eq!(p.pacing_rate(Some(rtt)), Some(2 * rate));
     }
 
     #[test]
