@@ -18,11 +18,13 @@
 //! what the sender managed so far (a window still growing, a transfer just begun), so the pacer
 //! starts as BBR's STARTUP does, at [`STARTUP_GAIN_64THS`]/64 (2×): the rate may double every
 //! round trip. Once a queue shows the pipe full, the gain drops to
-//! [`PACING_GAIN_64THS`]/64 (1.016×). That small excess lets the rate follow a path that got
-//! faster; the queue it builds, and the one already there when messages began, is drained from
-//! what the PINGs measure: a round trip more than [`QUEUE_TARGET_DIVISOR`]th of the minimum (at
-//! most [`MAX_QUEUE_TARGET`]) over it means a queue of that many seconds of the bottleneck's rate, so the pacer sends nothing
-//! for that long, and then resumes with an empty bucket (no burst saved up during the drain).
+//! [`PACING_GAIN_64THS`]/64 (1.016×), or less where that excess would add more than
+//! [`MAX_EXCESS_QUEUE_PER_ROUND`] of queue a round trip (paths over 32 ms). That small excess
+//! lets the rate follow a path that got faster; the queue it builds, and the one already there
+//! when messages began, is drained from what the PINGs measure: a round trip more than
+//! [`QUEUE_TARGET_DIVISOR`]th of the minimum (at most [`MAX_QUEUE_TARGET`]) over it means a
+//! queue of that many seconds of the bottleneck's rate, so the pacer sends nothing for that
+//! long, and then resumes with an empty bucket (no burst saved up during the drain).
 //! A PING sent during a drain counts only for what it saw beyond the rest of that drain (which
 //! removes the rest), so every round trip drains what the previous drain left; the queue then
 //! stands at about twice what the excess rate adds in a round trip.
@@ -52,6 +54,11 @@ pub(crate) const RATE_SAMPLES: usize = 10;
 /// 0.2-3% above the path's rate, so 66/64 kept 9-10 ms standing at 150 ms (docs/performance.md).
 const PACING_GAIN_64THS: u64 = 65;
 
+/// The most queue the pacing gain's excess may add in a round trip: 1/64 of the rate adds
+/// 2.3 ms a round trip at 150 ms, which messages wait behind until the next drain; on paths
+/// over 32 ms the excess is the fraction of the rate that adds this much (1/300 at 150 ms).
+const MAX_EXCESS_QUEUE_PER_ROUND: Duration = Duration::from_micros(500);
+
 /// Round trips in a row that must find a queue before the pipe counts as full.
 const PIPE_FULL_ROUNDS: u8 = 2;
 
@@ -76,7 +83,7 @@ pub(crate) const QUEUE_TARGET_DIVISOR: u32 = 20;
 /// round trip is itself a long wait for a message (8.5 ms at 150 ms, where a message's p99 was
 /// 14-15 ms; 6.5-8.9 ms with this cap, docs/performance.md). Whether the pipe is full is still
 /// judged by the uncapped fraction, so the scheduler's hiccups do not end STARTUP.
-const MAX_QUEUE_TARGET: Duration = Duration::from_micros(2_500);
+const MAX_QUEUE_TARGET: Duration = Duration::from_micros(1_500);
 
 /// Added to the queue target: the jitter of timers and schedulers, which a PING's round trip
 /// also measures.
@@ -260,12 +267,16 @@ impl Pacer {
         if min_rtt < MIN_PACED_RTT {
             return None;
         }
-        let gain = if self.pipe_full {
-            PACING_GAIN_64THS
+        let estimate = self.bottleneck_rate()?;
+        let rate = if self.pipe_full {
+            // 1/64 of the estimate, or what adds MAX_EXCESS_QUEUE_PER_ROUND a round trip.
+            let excess = estimate.saturating_mul(PACING_GAIN_64THS - 64) / 64;
+            let capped =
+                u128::from(estimate) * MAX_EXCESS_QUEUE_PER_ROUND.as_nanos() / min_rtt.as_nanos();
+            estimate.saturating_add(excess.min(u64::try_from(capped).unwrap_or(u64::MAX)))
         } else {
-            STARTUP_GAIN_64THS
+            estimate.saturating_mul(STARTUP_GAIN_64THS) / 64
         };
-        let rate = self.bottleneck_rate()?.saturating_mul(gain) / 64;
         let floor = per_second(MIN_BURST_BYTES, min_rtt).unwrap_or(u64::MAX);
         Some(rate.max(floor))
     }
@@ -404,6 +415,22 @@ mod tests {
     }
 
     #[test]
+    fn the_excess_over_a_full_pipe_adds_at_most_half_a_millisecond_of_queue_a_round_trip() {
+        // 1/64 of the rate at 20 ms (0.3 ms of queue a round trip); 1/300 at 150 ms.
+        for (rtt, expected) in [(20 * MS, 10_156_250), (150 * MS, 10_033_333)] {
+            let mut p = Pacer::default();
+            let mut t = Instant::now();
+            measure(&mut p, &mut t, rtt, 10_000_000, 2);
+            for _ in 0..PIPE_FULL_ROUNDS {
+                p.on_ping_sent(t);
+                t += rtt + rtt / 2;
+                p.on_pong(t, rtt, false);
+            }
+            assert_eq!(p.pacing_rate(Some(rtt)), Some(expected), "{rtt:?}");
+        }
+    }
+
+    #[test]
     fn bunched_pongs_do_not_pass_for_a_faster_path() {
         let mut p = Pacer::default();
         let t = Instant::now();
@@ -436,9 +463,9 @@ mod tests {
         measure(&mut p, &mut t, 50 * MS, 10_000_000, 2);
         assert_eq!(p.pacing_rate(Some(50 * MS)), Some(20_000_000));
         // Round trips 20 ms over the minimum: a queue at the bottleneck, so 10 MB/s is the
-        // path's rate; from the second on, the pacer sends 1.016× that (one alone may be a
-        // scheduler's hiccup).
-        for expected in [20_000_000, 10_156_250] {
+        // path's rate; from the second on, the pacer sends 1.01× that (one alone may be a
+        // scheduler's hiccup; 1.01×: 1/64 more would add 0.8 ms of queue a round trip).
+        for expected in [20_000_000, 10_100_000] {
             p.on_sent(500_000);
             p.on_ping_sent(t);
             t += 70 * MS;
@@ -447,7 +474,7 @@ mod tests {
         }
         // A round trip without a queue does not undo it.
         measure(&mut p, &mut t, 50 * MS, 10_000_000, 1);
-        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_156_250));
+        assert_eq!(p.pacing_rate(Some(50 * MS)), Some(10_100_000));
     }
 
     #[test]
@@ -533,12 +560,12 @@ mod tests {
         p.on_ping_sent(later);
         p.on_pong(later + rtt + 20 * MS, rtt, true);
         assert!(!p.may_send(later + rtt + 19 * MS, rate));
-        // A queue within the target (2.5 ms + 1 ms) is let stand, and so is any queue while
+        // A queue within the target (1.5 ms + 1 ms) is let stand, and so is any queue while
         // nothing is paced.
         let later = later + 400 * MS;
         p.on_ping_sent(later);
-        p.on_pong(later + rtt + 3 * MS, rtt, true);
-        assert!(p.may_send(later + rtt + 3 * MS, rate));
+        p.on_pong(later + rtt + 2 * MS, rtt, true);
+        assert!(p.may_send(later + rtt + 2 * MS, rate));
         p.on_ping_sent(later + rtt);
         p.on_pong(later + 3 * rtt, rtt, false);
         assert!(p.may_send(later + 3 * rtt, rate));

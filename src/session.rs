@@ -109,6 +109,11 @@ const MESSAGE_MEMORY: u64 = 128;
 /// See [`MESSAGE_MEMORY`].
 const MESSAGE_MEMORY_ROUND_TRIPS: u64 = 4;
 
+/// A stream read within the session's last this many reads per open stream was read lately
+/// and wants its share of the receive budget (see [`Session::wants_share`]): streams read in
+/// turn each read once per round of the others, and some rounds are uneven.
+const RECENT_READS_PER_STREAM: u32 = 4;
+
 /// While both messages and our own bulk frames flow, a PING is kept in flight: its round trip
 /// measures the queue the bulk frames build ahead of the messages. Once it has been out longer
 /// than twice the smallest RTT plus this allowance, bulk frames wait (messages, SYNs and FINs

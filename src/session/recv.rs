@@ -383,9 +383,9 @@ impl Session {
 
     /// The most frames stream `id`'s window may hold now: the 10-frame floor plus an even share
     /// of the [`Session::excess_budget`] among the open streams that want it: `id` and those
-    /// with at least half their window free ([`Session::wants_share`]). A stream whose window
-    /// is granted out (an idle message stream) or full of unread frames (a stalled reader)
-    /// leaves its part to the others: what it holds still counts in [`Session::window_limit`],
+    /// with at least half their window free or read lately ([`Session::wants_share`]). A
+    /// stream whose window is granted out but not read (an idle message stream) or full of
+    /// unread frames (a stalled reader) leaves its part to the others: what it holds still counts in [`Session::window_limit`],
     /// which keeps the total within the budget. (A stream's own window starts at
     /// `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
     pub(super) fn window_share(&self, id: u32) -> u32 {
@@ -396,7 +396,7 @@ impl Session {
         } else {
             self.streams
                 .iter()
-                .filter(|(other, stream)| **other == id || Session::wants_share(stream))
+                .filter(|(other, stream)| **other == id || self.wants_share(stream))
                 .count()
         };
         let share = self.excess_budget() / wanting.max(1);
@@ -405,10 +405,28 @@ impl Session {
     }
 
     /// Whether `stream` could take credits beyond those it holds: half its window or more is
-    /// free, as when it has just been opened or its reader keeps up with a busy peer.
-    fn wants_share(stream: &StreamState) -> bool {
-        matches!(stream.recv, RecvState::Open)
-            && stream.window.saturating_sub(stream.committed_frames()) >= stream.window / 2
+    /// free, as when it has just been opened or its reader keeps up with a busy peer, or its
+    /// application read it lately, as a bulk stream on a long path, most of whose window the
+    /// path holds granted out. (Counting only free windows, streams that grew their windows
+    /// first kept them while the others were held to what was left: 8 bulk streams at
+    /// 150 ms / 1 Gbit/s finished 1.7-1.9 s apart, and the last ones alone could not fill the
+    /// path; docs/performance.md.)
+    fn wants_share(&self, stream: &StreamState) -> bool {
+        if !matches!(stream.recv, RecvState::Open) {
+            return false;
+        }
+        let free = stream.window.saturating_sub(stream.committed_frames());
+        free >= stream.window / 2 || self.read_lately(stream)
+    }
+
+    /// Whether `stream` was read within the session's last [`RECENT_READS_PER_STREAM`] reads
+    /// per open stream: a clock of reads, not of time, so that a stream read as often as the
+    /// others counts, however fast they all go, and a message stream read once a round trip
+    /// beside a bulk transfer does not.
+    fn read_lately(&self, stream: &StreamState) -> bool {
+        let streams = u32::try_from(self.streams.len()).unwrap_or(u32::MAX);
+        self.read_tick.wrapping_sub(stream.last_read)
+            < streams.saturating_mul(RECENT_READS_PER_STREAM)
     }
 
     /// The most frames stream `id`'s window may hold now: its [`Session::window_share`], with

@@ -1300,6 +1300,14 @@ fn streams_that_hold_their_whole_window_leave_their_share_to_the_others() {
         stream_window - (INITIAL_CREDITS - 1)
     );
     peer_opens(&mut h, 1);
+    // Just read, it counts as wanting its part, until the others were read a few times each
+    // (here: as often as three streams read in turn would be, for the third one below).
+    assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget / 2);
+    let reads = 3 * RECENT_READS_PER_STREAM as usize;
+    h.recv(Command::Psh, 1, &vec![b'x'; reads]).unwrap();
+    for _ in 0..reads {
+        h.read(1, 1).unwrap().unwrap();
+    }
     assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget);
     // What the message stream holds still counts against the budget.
     let held = stream_window - INITIAL_CREDITS;
@@ -1307,6 +1315,38 @@ fn streams_that_hold_their_whole_window_leave_their_share_to_the_others() {
     // A new stream, with most of its window still to grant, wants its part.
     peer_opens(&mut h, 3);
     assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget / 2);
+}
+
+#[test]
+fn bulk_streams_whose_windows_the_path_holds_share_the_budget_evenly_while_they_are_read() {
+    let stream_window = Config::default().max_stream_window();
+    let budget = 2 * stream_window;
+    let mut h = Harness::new(session_of_stream_windows(4));
+    // Two streams granted their whole windows, which the peer keeps filling (on a long path
+    // the credits are out most of the time) and the application keeps reading.
+    for id in [1, 2] {
+        open_and_read_one_frame(&mut h, id);
+        assert_eq!(h.s.streams[&id].peer_credits, stream_window);
+    }
+    for _ in 0..RECENT_READS_PER_STREAM {
+        for id in [1, 2] {
+            h.recv(Command::Psh, id, b"x").unwrap();
+            h.read(id, 1).unwrap().unwrap();
+        }
+    }
+    // Neither has half its window free, yet each wants its half of the budget: the first to
+    // grow its window must not keep the other's part.
+    for id in [1, 2] {
+        let stream = &h.s.streams[&id];
+        assert!(stream.window - stream.committed_frames() < stream.window / 2);
+        assert_eq!(h.s.window_share(id), INITIAL_CREDITS + budget / 2);
+    }
+    // Once stream 2 is no longer read, stream 1 may take the whole budget again.
+    for _ in 0..2 * RECENT_READS_PER_STREAM {
+        h.recv(Command::Psh, 1, b"x").unwrap();
+        h.read(1, 1).unwrap().unwrap();
+    }
+    assert_eq!(h.s.window_share(1), INITIAL_CREDITS + budget);
 }
 
 /// The idle-stream memory of docs/performance.md counts on it: a boxed stream state of at most

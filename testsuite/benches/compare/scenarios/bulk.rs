@@ -60,11 +60,13 @@ pub(crate) async fn bulk(sess: Arc<Session>, streams: u32, total: u64) -> MResul
     }
     let received = server.await.map_err(|e| format!("accept failed: {e}"))?;
     let mut last = start;
+    let mut first = None::<Instant>;
     let mut ok_bytes = 0u64;
     for (idx, r) in received {
         match r {
             Ok((_, done)) => {
                 last = last.max(done);
+                first = Some(first.map_or(done, |first| first.min(done)));
                 ok_bytes += per;
             }
             Err(e) => {
@@ -83,5 +85,11 @@ pub(crate) async fn bulk(sess: Arc<Session>, streams: u32, total: u64) -> MResul
         .insert("mbps".into(), ok_bytes as f64 / secs / 1e6);
     out.extra.insert("seconds".into(), json!(secs));
     out.extra.insert("verified_bytes".into(), json!(ok_bytes));
+    if let (true, Some(first)) = (streams > 1, first) {
+        // How unevenly the streams shared the path: the last ones alone may not fill it.
+        let spread = (last - first).as_secs_f64();
+        out.extra
+            .insert("finish_spread_seconds".into(), json!(spread));
+    }
     Ok(out)
 }
