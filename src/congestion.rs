@@ -81,8 +81,9 @@ pub(crate) const QUEUE_TARGET_DIVISOR: u32 = 20;
 
 /// The queue target is at most this (plus [`QUEUE_SLACK`]): on a long path a twentieth of the
 /// round trip is itself a long wait for a message (8.5 ms at 150 ms, where a message's p99 was
-/// 14-15 ms; 6.5-8.9 ms with this cap, docs/performance.md). Whether the pipe is full is still
-/// judged by the uncapped fraction, so the scheduler's hiccups do not end STARTUP.
+/// 14-15 ms; 4.5-7.3 ms with this cap and [`MAX_EXCESS_QUEUE_PER_ROUND`], docs/performance.md).
+/// Whether the pipe is full is still judged by the uncapped fraction, so the scheduler's
+/// hiccups do not end STARTUP.
 const MAX_QUEUE_TARGET: Duration = Duration::from_micros(1_500);
 
 /// Added to the queue target: the jitter of timers and schedulers, which a PING's round trip
