@@ -385,9 +385,10 @@ impl Session {
     /// of the [`Session::excess_budget`] among the open streams that want it: `id` and those
     /// with at least half their window free or read lately ([`Session::wants_share`]). A
     /// stream whose window is granted out but not read (an idle message stream) or full of
-    /// unread frames (a stalled reader) leaves its part to the others: what it holds still counts in [`Session::window_limit`],
-    /// which keeps the total within the budget. (A stream's own window starts at
-    /// `stream_receive_buffer` and passes it only as [`Session::tune_window`] grows it.)
+    /// unread frames (a stalled reader) leaves its part to the others: what it holds still
+    /// counts in [`Session::window_limit`], which keeps the total within the budget. (A
+    /// stream's own window starts at `stream_receive_buffer` and passes it only as
+    /// [`Session::tune_window`] grows it.)
     pub(super) fn window_share(&self, id: u32) -> u32 {
         let wanting = if self.streams.len() > self.excess_budget() {
             // Every share is below a frame anyway: no need to look at each stream (this also
