@@ -90,7 +90,9 @@ impl Session {
     /// what it reads, a bulk sender filling what is left of its window) would shrink the
     /// window of a stream that interleaves with nothing, and a peer that writes all before it
     /// reads could then wait on us while we wait on it. Nor is a stream's first frame (its
-    /// writer may have queued little yet) after another stream's proof of anything.
+    /// writer may have queued little yet) after another stream's proof of anything. On a path
+    /// long enough to pace (yamux measures it; smux has no PING), a smolmux peer paces instead
+    /// of interleaving, so no frame there is taken for interleaving.
     pub(super) fn classify_data_frame(&mut self, id: u32, len: usize) -> DataFrameKind {
         self.largest_psh_received = self.largest_psh_received.max(len);
         let previous = std::mem::replace(&mut self.last_data_stream, id);
@@ -101,7 +103,7 @@ impl Session {
             .is_none_or(|counts| counts.received == 0);
         if len * 2 >= self.largest_psh_received {
             DataFrameKind::Full
-        } else if previous != id && !first {
+        } else if previous != id && !first && !self.paces_path() {
             DataFrameKind::Interleaved
         } else {
             DataFrameKind::Other

@@ -667,6 +667,20 @@ fn the_window_stays_small_while_frames_stay_far_below_the_largest() {
 }
 
 #[test]
+fn on_a_paced_path_a_short_frame_keeps_the_window_the_tuner_grew() {
+    let mut h = Harness::smolmux_peer(Config::default());
+    answer_startup_pings(&mut h, &[100; STARTUP_RTT_SAMPLES as usize + 1]);
+    peer_opens(&mut h, 1);
+    let grown = *windows_while_read_every(&mut h, Duration::from_millis(10), 4)
+        .last()
+        .unwrap();
+    assert!(grown > Config::default().max_stream_window(), "{grown}");
+    // A write's 1-byte tail: the peer paces beside messages on such a path, it does not
+    // interleave, so the window stays.
+    assert_eq!(window_after_frame(&mut h, 1), grown);
+}
+
+#[test]
 fn a_stalled_reader_keeps_memory_within_the_stream_limit() {
     let config = Config::default();
     let limit = config.stream_receive_buffer;

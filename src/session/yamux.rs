@@ -615,6 +615,28 @@ mod tests {
         assert_eq!(read_half_and_grant(&mut s), base);
     }
 
+    #[test]
+    fn on_a_paced_path_no_frame_is_taken_for_interleaving() {
+        // A short path's sender shrinks bulk frames beside another stream's messages; on a
+        // long one it paces them instead, and a short frame is only a write's tail.
+        for (rtt, expected) in [
+            (Duration::from_micros(300), DataFrameKind::Interleaved),
+            (Duration::from_millis(50), DataFrameKind::Other),
+        ] {
+            let mut s = session_with_stream(rtt);
+            assert_eq!(s.classify_data_frame(2, 65_536), DataFrameKind::Full);
+            s.streams
+                .get_mut(&2)
+                .unwrap()
+                .bytes
+                .as_deref_mut()
+                .unwrap()
+                .received = 65_536;
+            s.classify_data_frame(4, 64); // another stream's message
+            assert_eq!(s.classify_data_frame(2, 16_384), expected, "{rtt:?}");
+        }
+    }
+
     fn counts(read: u32, read_told: u32, window_told: u32) -> ByteCounts {
         let mut counts = ByteCounts::default();
         counts.read = read;
