@@ -429,7 +429,7 @@ impl Session {
     /// per open stream: a clock of reads, not of time, so that a stream read as often as the
     /// others counts, however fast they all go, and a message stream read once a round trip
     /// beside a bulk transfer does not.
-    fn read_lately(&self, stream: &StreamState) -> bool {
+    pub(super) fn read_lately(&self, stream: &StreamState) -> bool {
         let streams = u32::try_from(self.streams.len()).unwrap_or(u32::MAX);
         self.read_tick.wrapping_sub(stream.last_read)
             < streams.saturating_mul(RECENT_READS_PER_STREAM)

@@ -207,7 +207,9 @@ impl Session {
 
     /// The window a version-2 stream's UPD may tell now: its chosen `window` (see
     /// [`Session::on_smux_psh`]), within an even share of half of `session_receive_buffer`
-    /// among the open streams and within what the other streams' windows leave of that half,
+    /// among `id` and the open streams read lately ([`Session::read_lately`]: an idle message
+    /// stream or a stalled reader leaves its part to the busy ones, as in picomux mode's
+    /// `window_share`) and within what the other streams' windows leave of that half,
     /// but never below the 262,144 bytes a sender assumes before any UPD anyway. Windows of
     /// readers that stall thus cannot fill the budget that stops the reader (smux's
     /// backpressure, which stops every stream) unless the floors do it: at the defaults, some
@@ -215,12 +217,20 @@ impl Session {
     pub(super) fn smux_window_limit(&self, id: u32, window: u32) -> u32 {
         let floor = INITIAL_PEER_WINDOW;
         let half = self.config.session_receive_buffer / 2;
-        let share = half / self.streams.len().max(1);
-        if share <= floor as usize {
-            // No window may pass the floor: no need to add up the others (this also bounds the
-            // sum below to 128 streams at the defaults).
+        if half / self.streams.len().max(1) <= floor as usize {
+            // No window may pass the floor, whichever streams want a share: no need to look at
+            // each (this also bounds the scans below to 128 streams at the defaults).
             return floor.min(window);
         }
+        let wanting = self
+            .streams
+            .iter()
+            .filter(|(other, stream)| {
+                **other == id
+                    || (matches!(stream.recv, RecvState::Open) && self.read_lately(stream))
+            })
+            .count();
+        let share = half / wanting.max(1);
         let others: usize = self
             .streams
             .iter()
