@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 /// ten-round bandwidth filter.
 pub(crate) const RATE_SAMPLES: usize = 10;
 
-/// Bulk frames are paced at this many 64ths of the estimated rate (1.016×): enough to notice a
+/// Bulk frames are paced at up to this many 64ths of the estimated rate (1.016×; less on paths
+/// over 32 ms, see [`MAX_EXCESS_QUEUE_PER_ROUND`]): enough to notice a
 /// faster path within a few dozen round trips, little enough that the queue it builds between
 /// two drains stays a few percent of the round trip: the queue stands at about twice the
 /// excess times the round trip, and the estimate (the largest of noisy samples) is itself
@@ -75,15 +76,17 @@ pub(crate) const BURST: Duration = Duration::from_millis(2);
 /// The smallest burst: two full frames, so that one frame never waits for a timer.
 const MIN_BURST_BYTES: u64 = 2 * 65_535;
 
-/// A queue is drained once it exceeds this fraction of the minimum round trip (plus
-/// [`QUEUE_SLACK`]).
+/// A queue is drained once it exceeds this fraction of the minimum round trip (at most
+/// [`MAX_QUEUE_TARGET`]), plus [`QUEUE_SLACK`]; the uncapped fraction plus the slack is also
+/// the queue that shows the pipe full.
 pub(crate) const QUEUE_TARGET_DIVISOR: u32 = 20;
 
 /// The queue target is at most this (plus [`QUEUE_SLACK`]): on a long path a twentieth of the
 /// round trip is itself a long wait for a message (8.5 ms at 150 ms, where a message's p99 was
 /// 14-15 ms; 4.5-7.3 ms with this cap and [`MAX_EXCESS_QUEUE_PER_ROUND`], docs/performance.md).
 /// Whether the pipe is full is still judged by the uncapped fraction, so the scheduler's
-/// hiccups do not end STARTUP.
+/// hiccups do not end STARTUP; a hiccup over the capped target does make bulk wait for it
+/// during STARTUP too, as a queue would (a few milliseconds, once).
 const MAX_QUEUE_TARGET: Duration = Duration::from_micros(1_500);
 
 /// Added to the queue target: the jitter of timers and schedulers, which a PING's round trip

@@ -274,7 +274,8 @@ struct StreamState {
     /// A STOP_SENDING is to go (after the SYN): the handle is gone, the peer still sends.
     stop_owed: bool,
     /// The session's `read_tick` at the stream's latest read (or its creation): the stream
-    /// read longest ago is reset first when the receive budget overflows.
+    /// read longest ago is reset first when the receive budget overflows, and a stream read
+    /// lately wants its share of the budget (`Session::read_lately`).
     last_read: u32,
     /// Our latest PSH on this stream left bytes queued: the PSH that empties the queue next is
     /// the tail of a burst, not a message.

@@ -129,8 +129,9 @@ impl Session {
         } else {
             self.largest_psh_received
         };
-        // On a path long enough to pace (both ends measure the same round trip), a smolmux
-        // peer paces its bulk beside messages instead of shrinking its frames, so a short frame
+        // On a path long enough to pace (both ends measure about the same round trip; near
+        // MIN_PACED_RTT they may disagree, which costs messages some latency, not bytes), a
+        // smolmux peer paces its bulk beside messages instead of shrinking its frames, so a short frame
         // there is only a write's tail, not interleaving: cutting the window to 10 frames for
         // it threw away what the tuner had grown (traced at 150 ms / 1 Gbit/s: a window of 781
         // frames back to 64 twice in a 4-second transfer, which then moved 0.81× of raw TCP).

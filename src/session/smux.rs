@@ -72,9 +72,9 @@ pub(super) const INTERLEAVED_WINDOW: u32 =
 pub(super) enum DataFrameKind {
     /// At least half the largest frame received: the sender sends bulk as such.
     Full,
-    /// Small, right after a frame of another stream, and not the stream's first: the sender
-    /// interleaves this stream with another's messages, in the smaller frames a smolmux
-    /// sender uses for that.
+    /// Small, right after a frame of another stream, and not the stream's first, on a path
+    /// too short to pace: the sender interleaves this stream with another's messages, in the
+    /// smaller frames a smolmux sender uses for that.
     Interleaved,
     /// Any other small frame: a stream's first, a write's short tail, what is left of a
     /// window, a writer that writes little at a time. Says nothing.
@@ -218,8 +218,9 @@ impl Session {
         let floor = INITIAL_PEER_WINDOW;
         let half = self.config.session_receive_buffer / 2;
         if half / self.streams.len().max(1) <= floor as usize {
-            // No window may pass the floor, whichever streams want a share: no need to look at
-            // each (this also bounds the scans below to 128 streams at the defaults).
+            // Many streams open: hold every window to the floor without looking at each (a
+            // cutoff on the safe side, which bounds the scans below to 128 streams at the
+            // defaults; a lone busy stream among many idle ones gets the floor, as before).
             return floor.min(window);
         }
         let wanting = self

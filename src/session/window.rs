@@ -9,8 +9,10 @@ impl Session {
     /// Receive-window auto-tuning, as TCP and rust-yamux do it, called as a MORE for stream
     /// `id` is encoded (half its window was read since the previous one, a quarter once the
     /// window has grown: see [`Session::consider_grant`]). If that took less than two round
-    /// trips, the window is what limits the stream on this path: it
-    /// doubles, up to `limit` (its share of the session budget). If it took more than eight,
+    /// trips, the window may be what limits the stream on this path: it doubles, up to `limit`
+    /// (its share of the session budget). (With quarter batches a window under about 8× the
+    /// path's BDP keeps growing, within that share: credit, not memory, while the application
+    /// keeps reading; a stalled reader holds at most its window.) If it took more than eight,
     /// the application or the path is slower than the window: it halves, down to
     /// `stream_receive_buffer`. On a path of under a millisecond (loopback, a LAN) the window
     /// stays at `stream_receive_buffer`, which such a path never needs more than.

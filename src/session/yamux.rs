@@ -405,7 +405,8 @@ impl Session {
     /// here in bytes: called as a Window Update for stream `id` is encoded, which happens once
     /// half its window (a quarter once grown) has been read since the previous one (see
     /// [`Session::consider_yamux_update`]). If that took less than two round trips, the window
-    /// is what limits the stream on this path: it doubles, up to half of
+    /// may be what limits the stream on this path (with quarter updates, a window under about
+    /// 8× the BDP, as in picomux mode's [`Session::tune_window`]): it doubles, up to half of
     /// `session_receive_buffer` (and the grant is still cut to the stream's share of it by
     /// [`Session::smux_window_limit`]). If it took more than eight, it halves, down to
     /// `stream_receive_buffer`. Paths under a millisecond (loopback, a LAN) keep
@@ -674,6 +675,7 @@ mod tests {
             (base, base / 2, true),
             (4 * base, base + 1, true),
             (4 * base, base - 1, false),
+            (base + 4, base / 4 + 1, true),
         ] {
             let stream = s.streams.get_mut(&2).unwrap();
             stream.window = window;

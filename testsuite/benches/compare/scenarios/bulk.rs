@@ -85,8 +85,9 @@ pub(crate) async fn bulk(sess: Arc<Session>, streams: u32, total: u64) -> MResul
         .insert("mbps".into(), ok_bytes as f64 / secs / 1e6);
     out.extra.insert("seconds".into(), json!(secs));
     out.extra.insert("verified_bytes".into(), json!(ok_bytes));
-    if let (true, Some(first)) = (streams > 1, first) {
-        // How unevenly the streams shared the path: the last ones alone may not fill it.
+    if let Some(first) = first.filter(|_| streams > 1) {
+        // How unevenly the streams shared the path (the verified ones): the last ones alone
+        // may not fill it.
         let spread = (last - first).as_secs_f64();
         out.extra
             .insert("finish_spread_seconds".into(), json!(spread));
