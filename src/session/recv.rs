@@ -131,10 +131,11 @@ impl Session {
         };
         // On a path long enough to pace (both ends measure about the same round trip; near
         // MIN_PACED_RTT they may disagree, which costs messages some latency, not bytes), a
-        // smolmux peer paces its bulk beside messages instead of shrinking its frames, so a short frame
-        // there is only a write's tail, not interleaving: cutting the window to 10 frames for
-        // it threw away what the tuner had grown (traced at 150 ms / 1 Gbit/s: a window of 781
-        // frames back to 64 twice in a 4-second transfer, which then moved 0.81× of raw TCP).
+        // smolmux peer paces its bulk beside messages instead of shrinking its frames, so a
+        // short frame there is only a write's tail, not interleaving: cutting the window to 10
+        // frames for it threw away what the tuner had grown (traced at 150 ms / 1 Gbit/s: a
+        // window of 781 frames back to 64 twice in a 4-second transfer, which then moved 0.81×
+        // of raw TCP).
         let interleaved = body.len() * 2 < full_frame && !self.paces_path();
         let max_window = self.max_window;
         let Some(stream) = self.streams.get_mut(&id) else {
@@ -473,15 +474,7 @@ impl Session {
         {
             return;
         }
-        // A window at most `stream_receive_buffer` is granted back half at a time. The credits
-        // held back wait a round trip or more on a long path, so a window the tuner grew is
-        // granted back a quarter at a time: it then needs only 4/3 of the path's BDP, not 2×,
-        // to keep the path full.
-        let batch = if stream.window > self.max_window {
-            4
-        } else {
-            2
-        };
+        let batch = window::grant_batches(stream.window, self.max_window);
         // The even share bounds the exact limit from above, and is cheaper to check first (it
         // counts the streams that want a share; the limit also adds up what they hold).
         if !stream.grant_due(self.window_in_frames(stream, self.window_share(id)), batch)

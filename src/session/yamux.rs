@@ -337,13 +337,8 @@ impl Session {
         let due = match stream.recv {
             RecvState::Reset(_) => false, // nothing follows an RST
             RecvState::Finished => counts.ack_owed,
-            // As in picomux mode (see `Session::consider_grant`), a window the tuner grew is
-            // granted back a quarter at a time: the bytes read but not yet granted back wait
-            // a round trip or more on a long path, and half-window updates needed twice the
-            // BDP in window (traced at 150 ms / 1 Gbit/s: the 32 MiB ceiling held one stream
-            // to 99.7 MB/s, 0.81×).
             RecvState::Open => {
-                let batch = if stream.window > base { 4 } else { 2 };
+                let batch = window::grant_batches(stream.window, base);
                 counts.ack_owed || counts.grantable(stream.window) >= stream.window / batch
             }
         };
@@ -564,16 +559,21 @@ mod tests {
                 .protocol(Protocol::Yamux)
                 .role(Role::Client),
         );
+        peer_opens(&mut s, 2);
+        s.liveness.min_rtt = Some(rtt);
+        s
+    }
+
+    /// The peer opens stream `id` (a Window Update with SYN), and the application accepts it.
+    fn peer_opens(s: &mut Session, id: u32) {
         let syn = YamuxHeader {
             frame_type: FrameType::WindowUpdate,
             flags: Flags::SYN,
-            stream_id: 2,
+            stream_id: id,
             length: 0,
         };
         s.on_yamux_header(syn, Instant::now()).unwrap();
-        assert!(matches!(s.app_accept(), Some(Ok((2, _)))));
-        s.liveness.min_rtt = Some(rtt);
-        s
+        assert!(matches!(s.app_accept(), Some(Ok((accepted, _))) if accepted == id));
     }
 
     /// The application reads half the stream's window; the Window Update is encoded now.
@@ -648,14 +648,7 @@ mod tests {
     #[test]
     fn streams_not_read_lately_leave_their_share_of_the_budget_to_the_busy_ones() {
         let mut s = session_with_stream(Duration::from_millis(50));
-        let syn = YamuxHeader {
-            frame_type: FrameType::WindowUpdate,
-            flags: Flags::SYN,
-            stream_id: 4,
-            length: 0,
-        };
-        s.on_yamux_header(syn, Instant::now()).unwrap();
-        assert!(matches!(s.app_accept(), Some(Ok((4, _)))));
+        peer_opens(&mut s, 4);
         let half = (s.config.session_receive_buffer / 2) as u32;
         // Just opened, stream 4 counts as read lately: stream 2 gets an even share.
         assert_eq!(s.smux_window_limit(2, u32::MAX), half / 2);
